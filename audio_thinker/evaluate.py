@@ -1,0 +1,199 @@
+"""Evaluation in the MMAU layout: accuracy, no-think rate and completion length by difficulty and task.
+
+    python -m audio_thinker.evaluate --data data/test/test.json --mode think --out runs/eval-think
+
+Reads MMAU-layout JSON (MMAU, MMAR-style or synth-aqa; each item's ``audio_id`` is resolved relative to
+the JSON file), answers every item with batched greedy generation, scores the parsed answer with the
+MMAU matching rule, and writes ``OUT/predictions.json`` (the input items plus ``model_prediction``, the
+mode, the think text and completion tokens) and ``OUT/metrics.json``.
+
+``--audio-ablation hiss`` replaces every clip with background hiss of the same length (does the model
+listen?).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioError, load_audio
+from .prompts import MODES
+from .rewards import match_choice
+
+ABLATIONS = ("none", "hiss", "silence")
+
+
+def load_items(path: str | Path) -> list[dict]:
+    """Items of an MMAU-layout JSON file, with ``audio_path`` resolved next to the file."""
+    path = Path(path)
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read MMAU-layout JSON: {err}") from err
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of items")
+    for i, item in enumerate(items):
+        missing = [k for k in ("audio_id", "question", "choices", "answer") if k not in item]
+        if missing:
+            raise ValueError(f"{path}: item {i} lacks {', '.join(missing)}")
+        item.setdefault("id", str(i))
+        item["audio_path"] = str((path.parent / item["audio_id"]).resolve())
+    return items
+
+
+def ablate(audio: np.ndarray, kind: str, seed: int) -> np.ndarray:
+    """Replace a clip: ``hiss`` (white noise at -42 dBFS RMS, the middle of synth-aqa's range) or ``silence``."""
+    if kind == "none":
+        return audio
+    if kind == "silence":
+        return np.zeros_like(audio)
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(len(audio)) * 10 ** (-42 / 20)).astype(np.float32)
+
+
+def _group_metrics(rows: Sequence[dict]) -> dict:
+    return {
+        "accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else 0.0,
+        "no_think_rate": round(float(np.mean([r["output_mode"] == "no_think" for r in rows])), 4)
+        if rows
+        else 0.0,
+        "mean_completion_tokens": round(float(np.mean([r["completion_tokens"] for r in rows])), 2)
+        if rows
+        else 0.0,
+        "n": len(rows),
+    }
+
+
+def compute_metrics(predictions: Sequence[dict]) -> dict:
+    """The metrics dict of ``metrics.json`` from scored predictions."""
+    metrics = _group_metrics(predictions)
+    metrics["no_prediction"] = sum(1 for r in predictions if not r["model_prediction"])
+    for key, field in (
+        ("by_difficulty", "difficulty"),
+        ("by_task", "task"),
+        ("by_sub_category", "sub-category"),
+    ):
+        groups: dict[str, list[dict]] = {}
+        for r in predictions:
+            groups.setdefault(str(r.get(field, "unknown")), []).append(r)
+        metrics[key] = {k: _group_metrics(v) for k, v in sorted(groups.items())}
+    return metrics
+
+
+def evaluate(
+    lm,
+    items: Sequence[dict],
+    *,
+    mode: str = "adaptive",
+    batch_size: int = 32,
+    audio_ablation: str = "none",
+    temperature: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
+    """Answer and score ``items`` (each with ``audio_path`` or an ``audio`` array); returns (predictions, metrics)."""
+    from tqdm.auto import tqdm
+
+    predictions: list[dict] = []
+    bar = tqdm(total=len(items), desc=f"evaluate ({mode})", disable=not progress, unit="item")
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        audios, ok = [], []
+        for k, item in enumerate(chunk):
+            try:
+                audio = (
+                    item["audio"]
+                    if "audio" in item
+                    else load_audio(item["audio_path"], sampling_rate=lm.sampling_rate)
+                )
+                audios.append(ablate(audio, audio_ablation, seed + start + k))
+                ok.append(item)
+            except AudioError as err:
+                predictions.append(_score(item, None, mode, error=str(err)))
+        if ok:
+            answers = lm.answer_batch(
+                audios,
+                [it["question"] for it in ok],
+                [it["choices"] for it in ok],
+                mode,
+                temperature=temperature,
+                seed=seed + start,
+            )
+            predictions += [_score(it, ans, mode) for it, ans in zip(ok, answers, strict=True)]
+        bar.update(len(chunk))
+    bar.close()
+    return predictions, compute_metrics(predictions)
+
+
+def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
+    row = {k: v for k, v in item.items() if k not in ("audio", "audio_path")}
+    prediction = (ans.answer or "") if ans else ""
+    row.update(
+        model_prediction=prediction,
+        model_output=ans.text if ans else "",
+        mode=mode,
+        output_mode=ans.output_mode if ans else "invalid",
+        think=ans.think if ans else None,
+        completion_tokens=ans.completion_tokens if ans else 0,
+        correct=bool(ans) and match_choice(prediction, item["answer"], item["choices"]),
+    )
+    if error:
+        row["error"] = error
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m audio_thinker.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="MMAU-layout JSON file")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model folder or hub id (default: $AUDIO_THINKER_MODEL or the shipped tiny model)",
+    )
+    p.add_argument("--mode", default="adaptive", choices=MODES)
+    p.add_argument("--out", default=None, help="output folder (default: runs/eval-<mode>)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--audio-ablation", default="none", choices=ABLATIONS)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    try:
+        items = load_items(args.data)[: args.limit]
+    except ValueError as err:
+        p.exit(2, f"error: {err}\n")
+    from .inference import AudioLM
+
+    try:
+        lm = AudioLM.from_pretrained(args.model)
+    except ValueError as err:
+        p.exit(2, f"error: {err}\n")
+    predictions, metrics = evaluate(
+        lm,
+        items,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        audio_ablation=args.audio_ablation,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    out = Path(args.out or f"runs/eval-{args.mode}")
+    out.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items()}
+    config["model"] = args.model or "default"
+    (out / "predictions.json").write_text(json.dumps(predictions, indent=1))
+    (out / "metrics.json").write_text(json.dumps({**metrics, "config": config}, indent=1))
+    summary = {d: m["accuracy"] for d, m in metrics["by_difficulty"].items()}
+    print(
+        f"accuracy {metrics['accuracy']:.3f} (n={metrics['n']}), no-think rate {metrics['no_think_rate']:.3f}, "
+        f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary} -> {out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Rewards of Audio-Thinker (arXiv 2508.08039): pure Python, no torch.
+
+Notation: a GRPO global batch of completions; ``think`` marks completions that
+reasoned inside ``<think>…</think>``; ``correct`` marks right final answers.
+
+* Adaptive think accuracy reward, ATAR (Eq. 1-5). With λ the share of think
+  completions in the batch, training progress ``p = 1 - step/T`` and the gates
+  ``g_think = exp(-λ p)``, ``g_no = exp(-(1-λ) p)``::
+
+      think,    correct:  R_a = g_think
+      think,    wrong:    R_a = -(1 - g_think)
+      no-think, correct:  R_a = 2 g_no
+      no-think, wrong:    R_a = -g_no - 2 (1 - g_no)
+
+  At the end of training (p = 0) both gates are 1, giving {1, 0, 2, -1}.
+* Consistency reward R_c ∈ {0, 1} (an LLM judge: is the answer consistent with the
+  reasoning); no-think completions get 1; gated to 0 when the answer is wrong.
+* Think-quality reward R_t ∈ [0, 1] in steps of 0.1 (an LLM judge); no-think
+  completions get the batch mean over think completions.
+* Format reward R_f ∈ {0, 1} (see :func:`format_reward`).
+* Total (Eq. 7): ``R = R_a (1 + w_c R_c) + w_f R_f + w_t R_t``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Mode",
+    "Parsed",
+    "answer_tokens",
+    "atar",
+    "consistency_gate",
+    "fill_no_think_quality",
+    "format_reward",
+    "match_choice",
+    "parse_completion",
+    "shows_think",
+    "total_reward",
+]
+
+Mode = Literal["think", "no_think", "invalid"]
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+_TAG_RE = re.compile(r"</?(?:think|answer)>")  # exact, lower-case tags only
+_TOKEN_RE = re.compile(r"\b\w+\b")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """Result of :func:`parse_completion`; ``think``/``answer`` are stripped, None when absent."""
+
+    mode: Mode
+    think: str | None
+    answer: str | None
+
+
+def _strict_parse(text: str) -> tuple[str | None, str] | None:
+    """Return ``(think, answer)`` for a format-valid completion, else None."""
+    pieces = _TAG_RE.split(text)
+    tags = _TAG_RE.findall(text)
+    if tags == [THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE]:
+        lead, think, between, answer, trail = pieces
+        if between.strip() or not think.strip():
+            return None
+        think_text: str | None = think.strip()
+    elif tags == [ANSWER_OPEN, ANSWER_CLOSE]:
+        lead, answer, trail = pieces
+        think_text = None
+    else:
+        return None
+    if lead.strip() or trail.strip() or not answer.strip():
+        return None
+    return think_text, answer.strip()
+
+
+def format_reward(text: str) -> float:
+    """R_f: 1.0 for ``<think>T</think><answer>A</answer>`` or a lone ``<answer>A</answer>``, else 0.0.
+
+    Only whitespace may surround or separate the blocks. Tags are the exact lower-case
+    strings (``<THINK>`` is plain text). Any extra, nested, unclosed or out-of-order tag
+    makes the text invalid. Both A and T must be non-empty after strip: an empty
+    ``<think></think>`` would be a degenerate way to claim the think mode, so it is invalid.
+    """
+    return 1.0 if _strict_parse(text) is not None else 0.0
+
+
+def shows_think(text: str) -> bool:
+    """Whether the text contains a ``<think>`` tag (the mode an invalid completion shows, for ATAR)."""
+    return THINK_OPEN in text
+
+
+def _loose_think(text: str) -> str | None:
+    start = text.find(THINK_OPEN)
+    if start < 0:
+        return None
+    start += len(THINK_OPEN)
+    end = text.find(THINK_CLOSE, start)
+    if end < 0:  # unclosed: run to the next answer tag, or to the end
+        end = text.find(ANSWER_OPEN, start)
+        if end < 0:
+            end = len(text)
+    return text[start:end].strip()
+
+
+def _loose_answer(text: str) -> str | None:
+    end = text.rfind(ANSWER_CLOSE)
+    if end < 0:
+        return None
+    start = text.rfind(ANSWER_OPEN, 0, end)
+    if start < 0:
+        return None
+    return text[start + len(ANSWER_OPEN) : end].strip()
+
+
+def parse_completion(text: str) -> Parsed:
+    """Split a completion into mode, think and answer.
+
+    Format-valid text (see :func:`format_reward`) gives ``think`` or ``no_think``.
+    Otherwise the mode is ``invalid`` with best-effort fields: ``think`` is the content
+    of the first ``<think>…</think>`` (an unclosed ``<think>`` runs to the next
+    ``<answer>`` or the end); ``answer`` is the content of the last complete
+    ``<answer>…</answer>`` block, or None.
+    """
+    strict = _strict_parse(text)
+    if strict is not None:
+        think, answer = strict
+        return Parsed("think" if think is not None else "no_think", think, answer)
+    return Parsed("invalid", _loose_think(text), _loose_answer(text))
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Lower-cased ``\\b\\w+\\b`` tokens of ``text`` (the MMAU tokeniser)."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def _contains_phrase(tokens: list[str], phrase: list[str]) -> bool:
+    n = len(phrase)
+    return any(tokens[i : i + n] == phrase for i in range(len(tokens) - n + 1))
+
+
+def match_choice(prediction: str | None, answer: str, choices: Sequence[str]) -> bool:
+    """The MMAU string-match rule for multiple choice, with word order for permuted choices.
+
+    With tokens = lower-cased ``\\b\\w+\\b`` sets: correct iff every gold token is in the
+    prediction and the prediction has no token of a wrong choice (a choice whose token set
+    differs from the gold one) that is not also a gold token. A prediction that is None or
+    has no tokens is wrong.
+
+    One extension: a wrong choice with exactly the gold's tokens in another order ("down then up"
+    against "up then down") is invisible to the bag-of-tokens rule, which would score it correct.
+    For such choices word order decides: the gold must appear as a phrase in the prediction and the
+    permuted choice must not. Where no two choices share a token set (all of MMAU) the rule is
+    unchanged.
+    """
+    if not prediction:
+        return False
+    pred_list = answer_tokens(prediction)
+    pred = set(pred_list)
+    if not pred:
+        return False
+    gold_list = answer_tokens(answer)
+    gold = set(gold_list)
+    wrong: set[str] = set()
+    permuted: list[list[str]] = []
+    for choice in choices:
+        tokens_list = answer_tokens(choice)
+        tokens = set(tokens_list)
+        if tokens != gold:
+            wrong |= tokens - gold
+        elif tokens_list != gold_list:
+            permuted.append(tokens_list)
+    if not (gold <= pred and pred.isdisjoint(wrong)):
+        return False
+    if permuted:
+        return _contains_phrase(pred_list, gold_list) and not any(
+            _contains_phrase(pred_list, p) for p in permuted
+        )
+    return True
+
+
+def atar(think: Sequence[bool], correct: Sequence[bool], step: int, total_steps: int) -> list[float]:
+    """Adaptive think accuracy reward R_a (Eq. 1-5) for one global batch.
+
+    λ is the share of think completions in ``think``; ``p = clip(1 - step/total_steps, 0, 1)``.
+    An invalid completion should be passed as wrong, in the mode :func:`shows_think` reports.
+    """
+    n = len(think)
+    if n == 0:
+        raise ValueError("atar needs a non-empty batch")
+    if len(correct) != n:
+        raise ValueError(f"think and correct differ in length: {n} != {len(correct)}")
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be positive, got {total_steps}")
+    lam = sum(1 for t in think if t) / n
+    p = min(1.0, max(0.0, 1.0 - step / total_steps))
+    g_think = math.exp(-lam * p)
+    g_no = math.exp(-(1.0 - lam) * p)
+    out: list[float] = []
+    for t, c in zip(think, correct, strict=True):
+        if t:
+            out.append(g_think if c else -(1.0 - g_think))
+        else:
+            out.append(2.0 * g_no if c else -g_no - 2.0 * (1.0 - g_no))
+    return out
+
+
+def total_reward(
+    r_a: float, r_c: float, r_f: float, r_t: float, *, w_c: float = 0.5, w_f: float = 0.5, w_t: float = 1.0
+) -> float:
+    """Total reward (Eq. 7): ``r_a (1 + w_c r_c) + w_f r_f + w_t r_t``."""
+    return r_a * (1.0 + w_c * r_c) + w_f * r_f + w_t * r_t
+
+
+def consistency_gate(
+    r_c: Sequence[float | None], correct: Sequence[bool], think: Sequence[bool]
+) -> list[float]:
+    """Gated consistency reward R_c: judge value (0 or 1) for think, 1 for no-think, 0 when wrong.
+
+    Entries for no-think completions are ignored (may be None). Raises ValueError on length
+    mismatch or a think entry outside {0, 1}.
+    """
+    if not len(r_c) == len(correct) == len(think):
+        raise ValueError(f"length mismatch: {len(r_c)}, {len(correct)}, {len(think)}")
+    out: list[float] = []
+    for rc, c, t in zip(r_c, correct, think, strict=True):
+        value = 1.0
+        if t:
+            if rc is None or rc not in (0, 1):
+                raise ValueError(f"consistency reward must be 0 or 1 for think completions, got {rc!r}")
+            value = float(rc)
+        out.append(value if c else 0.0)
+    return out
+
+
+def _quantise(value: float) -> float:
+    clipped = min(1.0, max(0.0, float(value)))
+    return math.floor(clipped * 10.0 + 0.5 + 1e-9) / 10.0
+
+
+def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) -> list[float]:
+    """Think-quality reward R_t for a batch.
+
+    Think entries are rounded (half up) to the nearest 0.1 and clipped to [0, 1]; each
+    no-think entry (may be None) becomes the mean of the batch's quantised think entries,
+    or 0.0 when the batch has none. Raises ValueError on length mismatch or a think entry
+    that is None or NaN.
+    """
+    if len(r_t) != len(think):
+        raise ValueError(f"length mismatch: {len(r_t)} != {len(think)}")
+    rated: list[float] = []
+    for rt, t in zip(r_t, think, strict=True):
+        if t:
+            if rt is None or math.isnan(rt):
+                raise ValueError(f"think completion needs a quality score, got {rt!r}")
+            rated.append(_quantise(rt))
+    fill = sum(rated) / len(rated) if rated else 0.0
+    it = iter(rated)
+    return [next(it) if t else fill for t in think]

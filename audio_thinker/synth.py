@@ -1,0 +1,404 @@
+"""synth-aqa: a procedural audio-reasoning suite with verifiable answers and gold reasoning traces.
+
+Every clip is mono, 16 kHz, exactly 3.0 s: white background hiss plus a few sound events (sine tones,
+noise bursts, chirps) placed in order without overlap. Nine tasks in three difficulties ask about
+them (see ``TASKS``). Each item carries its ground-truth ``events`` and a gold ``reasoning`` trace that
+enumerates what is heard and then derives the answer, so both answers and reasoning can be checked.
+
+Items use the MMAU test-mini JSON layout. Generation is deterministic: item ``i`` of a split depends only
+on ``(seed, i)``.
+
+    python -m audio_thinker.synth --out data/test --n 360 --seed 1234 --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+CLIP_SECONDS = 3.0
+CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
+FADE_SECONDS = 0.010
+
+PITCH_RANGES = {"low": (220.0, 440.0), "middle": (700.0, 1100.0), "high": (1800.0, 3500.0)}
+PITCH_ORDER = {"low": 0, "middle": 1, "high": 2}
+LENGTH_RANGES = {"short": (0.080, 0.160), "long": (0.450, 0.700)}
+LEVEL_RANGES = {"loud": (0.35, 0.70), "quiet": (0.03, 0.06)}
+NOISE_SECONDS = (0.200, 0.400)
+CHIRP_SECONDS = (0.300, 0.600)
+BACKGROUND_DBFS = (-50.0, -35.0)
+FIRST_ONSET = (0.05, 0.30)
+GAP = (0.12, 0.35)
+
+ORDINALS = ["the first", "the second", "the third", "the fourth", "the fifth", "the sixth"]
+SOUND_TYPES = {
+    "tone": "a steady tone",
+    "noise": "a noise burst",
+    "chirp": "a sweeping chirp",
+    "none": "only background hiss",
+}
+PATTERNS = ["rising", "falling", "up then down", "down then up"]
+
+
+@dataclass
+class Event:
+    """One sound event; ``kind`` is tone | noise | chirp. Times in seconds, peak in full scale."""
+
+    kind: str
+    onset: float
+    duration: float
+    peak: float
+    level: str  # loud | quiet
+    pitch: str | None = None  # tones: low | middle | high
+    length: str | None = None  # tones: short | long
+    freq: float | None = None  # tones: Hz
+    f_start: float | None = None  # chirps: Hz
+    f_end: float | None = None  # chirps: Hz
+
+    @property
+    def direction(self) -> str | None:
+        if self.kind != "chirp":
+            return None
+        return "up" if self.f_end > self.f_start else "down"
+
+
+@dataclass
+class Task:
+    name: str
+    difficulty: str
+    question: str
+    make: Callable[[np.random.Generator], tuple[list[dict], list[str], str, str]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Event sampling
+
+
+def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
+    return float(rng.uniform(*lo_hi))
+
+
+def _tone_spec(
+    rng: np.random.Generator, pitch: str | None = None, length: str = "short", level: str = "loud"
+) -> dict:
+    pitch = pitch or str(rng.choice(list(PITCH_RANGES)))
+    lo, hi = PITCH_RANGES[pitch]
+    return {
+        "kind": "tone",
+        "pitch": pitch,
+        "length": length,
+        "level": level,
+        "freq": float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
+        "duration": _uniform(rng, LENGTH_RANGES[length]),
+        "peak": _uniform(rng, LEVEL_RANGES[level]),
+    }
+
+
+def _noise_spec(rng: np.random.Generator) -> dict:
+    return {
+        "kind": "noise",
+        "level": "loud",
+        "duration": _uniform(rng, NOISE_SECONDS),
+        "peak": _uniform(rng, LEVEL_RANGES["loud"]),
+    }
+
+
+def _chirp_spec(rng: np.random.Generator) -> dict:
+    low = float(np.exp(rng.uniform(*np.log(PITCH_RANGES["low"]))))
+    high = float(np.exp(rng.uniform(*np.log(PITCH_RANGES["high"]))))
+    up = bool(rng.integers(2))
+    return {
+        "kind": "chirp",
+        "level": "loud",
+        "f_start": low if up else high,
+        "f_end": high if up else low,
+        "duration": _uniform(rng, CHIRP_SECONDS),
+        "peak": _uniform(rng, LEVEL_RANGES["loud"]),
+    }
+
+
+def place_events(rng: np.random.Generator, specs: Sequence[dict]) -> list[Event]:
+    """Give each spec an onset: first onset 0.05-0.30 s, gaps 0.12-0.35 s, all inside the clip.
+
+    Draws are repeated until the last event ends inside the clip (a handful of tries at most for the
+    longest layouts the tasks produce).
+    """
+    for _ in range(1000):
+        t = _uniform(rng, FIRST_ONSET)
+        onsets = []
+        for i, spec in enumerate(specs):
+            if i:
+                t += _uniform(rng, GAP)
+            onsets.append(round(t * SAMPLE_RATE) / SAMPLE_RATE)
+            t = onsets[-1] + spec["duration"]
+        if t <= CLIP_SECONDS - 0.01:
+            return [Event(onset=o, **s) for o, s in zip(onsets, specs, strict=True)]
+    raise RuntimeError("could not place events inside the clip")  # unreachable for the task layouts
+
+
+def render(events: Sequence[Event], rng: np.random.Generator) -> np.ndarray:
+    """Render events over white background hiss; returns float32 of exactly CLIP_SAMPLES."""
+    rms_db = _uniform(rng, BACKGROUND_DBFS)
+    audio = rng.standard_normal(CLIP_SAMPLES) * 10 ** (rms_db / 20)
+    for ev in events:
+        n = int(round(ev.duration * SAMPLE_RATE))
+        t = np.arange(n) / SAMPLE_RATE
+        if ev.kind == "tone":
+            sig = np.sin(2 * np.pi * ev.freq * t + rng.uniform(0, 2 * np.pi))
+        elif ev.kind == "chirp":
+            k = np.log(ev.f_end / ev.f_start) / ev.duration
+            sig = np.sin(2 * np.pi * ev.f_start * (np.exp(k * t) - 1) / k)
+        else:
+            sig = rng.standard_normal(n)
+        sig = sig / np.max(np.abs(sig)) * ev.peak
+        fade = int(FADE_SECONDS * SAMPLE_RATE)
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)  # raised cosine
+        sig[:fade] *= ramp
+        sig[-fade:] *= ramp[::-1]
+        start = int(round(ev.onset * SAMPLE_RATE))
+        audio[start : start + n] += sig
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tasks: each returns (event specs, choices, answer, derivation sentence)
+
+
+def _digit_choices(rng: np.random.Generator, answer: int, lo: int, hi: int) -> list[str]:
+    others = [d for d in range(lo, hi + 1) if d != answer]
+    picks = [answer, *rng.choice(others, size=3, replace=False).tolist()]
+    rng.shuffle(picks)
+    return [str(d) for d in picks]
+
+
+def _shuffled(rng: np.random.Generator, choices: Sequence[str]) -> list[str]:
+    out = list(choices)
+    rng.shuffle(out)
+    return out
+
+
+def _sound_type(rng):
+    kind = str(rng.choice(["tone", "noise", "chirp", "none"]))
+    if kind == "tone":
+        specs = [_tone_spec(rng, length=str(rng.choice(["short", "long"])))]
+    elif kind == "noise":
+        specs = [_noise_spec(rng)]
+    elif kind == "chirp":
+        specs = [_chirp_spec(rng)]
+    else:
+        specs = []
+    return specs, _shuffled(rng, SOUND_TYPES.values()), SOUND_TYPES[kind], ""
+
+
+def _pitch_level(rng):
+    spec = _tone_spec(rng, length=str(rng.choice(["short", "long"])))
+    return [spec], ["low", "middle", "high"], spec["pitch"], ""
+
+
+def _loudness(rng):
+    spec = _tone_spec(
+        rng, length=str(rng.choice(["short", "long"])), level=str(rng.choice(["loud", "quiet"]))
+    )
+    return [spec], ["loud", "quiet"], spec["level"], ""
+
+
+def _count(rng):
+    n = int(rng.integers(1, 7))
+    specs = [_tone_spec(rng) for _ in range(n)]
+    return specs, _digit_choices(rng, n, 1, 6), str(n), ""
+
+
+def _compare_pitch(rng):
+    a, b = rng.choice(list(PITCH_RANGES), size=2, replace=False).tolist()
+    answer = "higher" if PITCH_ORDER[b] > PITCH_ORDER[a] else "lower"
+    why = f"{b.capitalize()} is {answer} than {a}."
+    return [_tone_spec(rng, a), _tone_spec(rng, b)], ["higher", "lower"], answer, why
+
+
+def _longest(rng):
+    k = int(rng.integers(3))
+    specs = [_tone_spec(rng, length="long" if i == k else "short") for i in range(3)]
+    return specs, ORDINALS[:3], ORDINALS[k], f"The long one is beep {k + 1}."
+
+
+def _high_low_difference(rng):
+    n = int(rng.integers(3, 7))
+    pitches = [str(p) for p in rng.choice(["low", "high"], size=n)]
+    high, low = pitches.count("high"), pitches.count("low")
+    answer = abs(high - low)
+    big, small = max(high, low), min(high, low)
+    why = f"High beeps: {high}. Low beeps: {low}. {big} - {small} = {answer}."
+    specs = [_tone_spec(rng, p) for p in pitches]
+    return specs, _digit_choices(rng, answer, 0, 6), str(answer), why
+
+
+def _step_word(a: str, b: str) -> str:
+    return "up" if PITCH_ORDER[b] > PITCH_ORDER[a] else "down"
+
+
+def _pitch_pattern(rng):
+    order = [str(p) for p in rng.permutation(["low", "middle", "high"])]
+    s1, s2 = _step_word(order[0], order[1]), _step_word(order[1], order[2])
+    answer = {("up", "up"): "rising", ("down", "down"): "falling"}.get((s1, s2), f"{s1} then {s2}")
+    why = f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s2}."
+    return [_tone_spec(rng, p) for p in order], _shuffled(rng, PATTERNS), answer, why
+
+
+def _odd_one_out(rng):
+    common, odd = rng.choice(list(PITCH_RANGES), size=2, replace=False).tolist()
+    k = int(rng.integers(4))
+    specs = [_tone_spec(rng, odd if i == k else common) for i in range(4)]
+    why = f"Three beeps are {common}, beep {k + 1} is {odd}."
+    return specs, ORDINALS[:4], ORDINALS[k], why
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task("sound_type", "easy", "What do you hear in the recording?", _sound_type),
+        Task("pitch_level", "easy", "Is the tone low, middle or high in pitch?", _pitch_level),
+        Task("loudness", "easy", "Is the tone loud or quiet?", _loudness),
+        Task("count", "medium", "How many beeps are there?", _count),
+        Task(
+            "compare_pitch",
+            "medium",
+            "Is the second beep higher or lower in pitch than the first?",
+            _compare_pitch,
+        ),
+        Task("longest", "medium", "Which beep is the longest?", _longest),
+        Task(
+            "high_low_difference",
+            "hard",
+            "What is the difference between the number of high beeps and the number of low beeps?",
+            _high_low_difference,
+        ),
+        Task("pitch_pattern", "hard", "What is the pitch pattern of the three beeps?", _pitch_pattern),
+        Task("odd_one_out", "hard", "Which beep has a different pitch from the others?", _odd_one_out),
+    ]
+}
+DIFFICULTIES = ("easy", "medium", "hard")
+
+# Which tone attributes the gold trace states, per task.
+TRACE_ATTRIBUTES = {
+    "pitch_level": ("pitch", "length"),
+    "loudness": ("level", "length"),
+    "count": (),
+    "compare_pitch": ("pitch",),
+    "longest": ("length",),
+    "high_low_difference": ("pitch",),
+    "pitch_pattern": ("pitch",),
+    "odd_one_out": ("pitch",),
+}
+
+
+def describe_event(ev: Event, k: int, attributes: Sequence[str] = ()) -> str:
+    """One sentence of a trace: 'Beep 2 at 0.9 s: high.' (tones) or 'At 0.4 s: a noise burst.'"""
+    if ev.kind == "tone":
+        attrs = ", ".join(getattr(ev, a) for a in attributes)
+        return f"Beep {k} at {ev.onset:.1f} s" + (f": {attrs}." if attrs else ".")
+    if ev.kind == "chirp":
+        return f"At {ev.onset:.1f} s: a chirp sweeping {ev.direction}."
+    return f"At {ev.onset:.1f} s: a noise burst."
+
+
+def gold_trace(task: str, events: Sequence[Event], answer: str, derivation: str) -> str:
+    """The gold think trace: enumerate what is heard, then derive the answer."""
+    if task == "sound_type":
+        if not events:
+            heard = "I hear no sound event, only background hiss."
+        else:
+            ev = events[0]
+            heard = f"At {ev.onset:.1f} s: a steady tone." if ev.kind == "tone" else describe_event(ev, 1)
+        return f"{heard} So the answer is {answer}."
+    sentences = [describe_event(ev, k + 1, TRACE_ATTRIBUTES[task]) for k, ev in enumerate(events)]
+    n = len(events)
+    sentences.append(f"That is {n} beep{'s' if n != 1 else ''}.")
+    if derivation:
+        sentences.append(derivation)
+    sentences.append(f"So the answer is {answer}.")
+    return " ".join(sentences)
+
+
+def generate_item(task: str, seed: int, index: int, split: str = "train") -> tuple[dict, np.ndarray]:
+    """Item ``index`` of ``task`` for ``seed``: (MMAU-layout dict, float32 audio). Deterministic."""
+    spec = TASKS[task]
+    rng = np.random.default_rng([seed, index, list(TASKS).index(task)])
+    specs, choices, answer, why = spec.make(rng)
+    events = place_events(rng, specs)
+    audio = render(events, rng)
+    item_id = f"{split}-{seed}-{index:06d}-{task}"
+    item = {
+        "id": item_id,
+        "audio_id": f"./audio/{item_id}.wav",
+        "question": spec.question,
+        "choices": choices,
+        "answer": answer,
+        "dataset": "synth-aqa",
+        "task": "sound",
+        "split": split,
+        "category": "Perception" if spec.difficulty == "easy" else "Reasoning",
+        "sub-category": task,
+        "difficulty": spec.difficulty,
+        "events": [_event_dict(e) for e in events],
+        "reasoning": gold_trace(task, events, answer, why),
+    }
+    return item, audio
+
+
+def _event_dict(ev: Event) -> dict:
+    d = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(ev).items() if v is not None}
+    if ev.kind == "chirp":
+        d["direction"] = ev.direction
+    return d
+
+
+def events_from_item(item: dict) -> list[Event]:
+    """Rebuild ``Event`` objects from an item's ``events`` list."""
+    return [Event(**{k: v for k, v in e.items() if k != "direction"}) for e in item["events"]]
+
+
+def task_schedule(n: int, tasks: Sequence[str] | None = None) -> list[str]:
+    """Round-robin task assignment so every task gets n // len(tasks) items (or one more)."""
+    names = list(tasks or TASKS)
+    return [names[i % len(names)] for i in range(n)]
+
+
+def make_split(out: str | Path, n: int, seed: int, split: str, tasks: Sequence[str] | None = None) -> Path:
+    """Write ``n`` items (balanced over tasks) to ``out/<split>.json`` and ``out/audio/*.wav``."""
+    import soundfile as sf
+
+    out = Path(out)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    items = []
+    for i, task in enumerate(task_schedule(n, tasks)):
+        item, audio = generate_item(task, seed, i, split)
+        sf.write(out / "audio" / f"{item['id']}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+        items.append(item)
+    path = out / f"{split}.json"
+    path.write_text(json.dumps(items, indent=1))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m audio_thinker.synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output folder (gets <split>.json and audio/)")
+    p.add_argument("--n", type=int, default=360, help="number of items, spread evenly over the tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of: " + ", ".join(TASKS))
+    args = p.parse_args(argv)
+    tasks = args.tasks.split(",") if args.tasks else None
+    if tasks and (bad := [t for t in tasks if t not in TASKS]):
+        p.error(f"unknown task(s) {bad}; choose from {list(TASKS)}")
+    path = make_split(args.out, args.n, args.seed, args.split, tasks)
+    print(f"wrote {args.n} items to {path}")
+
+
+if __name__ == "__main__":
+    main()

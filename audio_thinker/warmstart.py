@@ -1,0 +1,273 @@
+"""Build the shipped tiny audio LM from scratch: tokenizer, processor, and a supervised warm start.
+
+    python -m audio_thinker.warmstart --out audio_thinker/assets/tiny-qwen2-audio
+
+Trains a randomly initialised tiny ``Qwen2AudioForConditionalGeneration`` on freshly generated synth-aqa
+items (never the same clip twice) with both output modes for every task, selected by the prompt:
+``think`` → ``<think>gold trace</think><answer>…</answer>``, ``no-think`` → ``<answer>…</answer>``, and
+``adaptive`` → either, at random, so that GRPO later has both behaviours to choose from. The loss is the
+cross-entropy on the completion tokens only. Deterministic for a given ``--seed`` and thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import synth
+from .models import (
+    TINY_MODEL_DIR,
+    build_processor,
+    build_tiny_model,
+    build_tokenizer,
+    embed_prompt,
+    encode_audio,
+)
+from .prompts import INSTRUCTIONS, build_messages, format_target, user_text
+from .rewards import match_choice
+
+TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
+MODE_WEIGHTS = {"think": 0.4, "no-think": 0.4, "adaptive": 0.2}
+
+
+@dataclass
+class WarmstartConfig:
+    out: str = str(TINY_MODEL_DIR)
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 150
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    bf16: bool = True
+    eval_every: int = 250
+    eval_per_task: int = 6
+    max_minutes: float = 0.0  # 0: no time limit
+    threads: int = 0  # 0: torch default
+
+
+def tokenizer_corpus(seed: int, n_per_task: int = 300) -> list[str]:
+    """Texts the BPE is trained on: prompts, choices and gold traces of generated items."""
+    corpus = list(INSTRUCTIONS.values())
+    for task in synth.TASKS:
+        for i in range(n_per_task):
+            item, _ = synth.generate_item(task, seed, i, "tokenizer")
+            corpus += [
+                item["reasoning"],
+                user_text(item["question"], item["choices"], "think"),
+                *item["choices"],
+            ]
+    return corpus
+
+
+class ItemStream(torch.utils.data.IterableDataset):
+    """An endless stream of collated training batches of fresh synth-aqa items."""
+
+    def __init__(self, processor, batch_size: int, seed: int):
+        self.processor, self.batch_size, self.seed = processor, batch_size, seed
+        tasks = list(synth.TASKS)
+        w = np.array([TASK_WEIGHTS[synth.TASKS[t].difficulty] for t in tasks])
+        self.tasks, self.task_p = tasks, w / w.sum()
+
+    def __iter__(self):
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.seed, 7])
+        index = 0
+        while True:
+            rows = []
+            for _ in range(self.batch_size):
+                task = str(rng.choice(self.tasks, p=self.task_p))
+                item, audio = synth.generate_item(task, self.seed, index, "train")
+                index += 1
+                mode = str(rng.choice(list(MODE_WEIGHTS), p=list(MODE_WEIGHTS.values())))
+                think = mode == "think" or (mode == "adaptive" and rng.random() < 0.5)
+                rows.append((item, audio, mode, think))
+            yield self.collate(rows)
+
+    def collate(self, rows):
+        tok = self.processor.tokenizer
+        prompts = [
+            self.processor.apply_chat_template(
+                build_messages(it["question"], it["choices"], m), add_generation_prompt=True, tokenize=False
+            )
+            for it, _, m, _ in rows
+        ]
+        targets = [
+            format_target(it["answer"], it["reasoning"] if th else None) + tok.eos_token
+            for it, _, _, th in rows
+        ]
+        enc = self.processor(
+            text=prompts,
+            audio=[a for _, a, _, _ in rows],
+            sampling_rate=synth.SAMPLE_RATE,
+            return_tensors="pt",
+            padding=True,
+        )
+        ids, labels = [], []
+        for p_ids, p_mask, tgt in zip(enc["input_ids"], enc["attention_mask"], targets, strict=True):
+            p = p_ids[p_mask.bool()].tolist()
+            t = tok(tgt, add_special_tokens=False)["input_ids"]
+            ids.append(p + t)
+            labels.append([-100] * len(p) + t)
+        width = max(map(len, ids))
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        label_t = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
+        attn = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attn,
+            "labels": label_t,
+            "input_features": enc["input_features"],
+            "feature_attention_mask": enc["feature_attention_mask"],
+        }
+
+
+def lm_loss(model, batch: dict) -> torch.Tensor:
+    """Cross-entropy on completion tokens, through the split audio path (encoder once per clip)."""
+    feats = encode_audio(model, batch["input_features"], batch["feature_attention_mask"])
+    embeds = embed_prompt(model, batch["input_ids"], feats)
+    mask = batch["attention_mask"]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    hidden = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=pos
+    ).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    sel = labels != -100
+    logits = model.lm_head(hidden[:, :-1][sel])
+    return F.cross_entropy(logits.float(), labels[sel])
+
+
+def quick_eval(model, processor, per_task: int, seed: int = 4242) -> dict:
+    """Greedy accuracy by difficulty in think and no-think mode on a small fixed set."""
+    from .inference import AudioLM
+
+    lm = AudioLM(model, processor, max_new_tokens=120)
+    items = [synth.generate_item(t, seed, i, "val") for t in synth.TASKS for i in range(per_task)]
+    out = {}
+    for mode in ("think", "no-think"):
+        answers = lm.answer_batch(
+            [a for _, a in items],
+            [it["question"] for it, _ in items],
+            [it["choices"] for it, _ in items],
+            mode,
+        )
+        by: dict[str, list[bool]] = {}
+        for (it, _), ans in zip(items, answers, strict=True):
+            by.setdefault(it["difficulty"], []).append(match_choice(ans.answer, it["answer"], it["choices"]))
+        out[mode] = {d: round(float(np.mean(v)), 3) for d, v in sorted(by.items())}
+    model.train()
+    return out
+
+
+def train(cfg: WarmstartConfig) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    tokenizer = build_tokenizer(tokenizer_corpus(cfg.seed + 1))
+    processor = build_processor(tokenizer)
+    model = build_tiny_model(tokenizer, seed=cfg.seed).train()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"tiny Qwen2-Audio: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}", flush=True)
+
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n]
+    no_decay = [
+        p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "embed" not in n)
+    ]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-8,
+    )
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    stream = ItemStream(processor, cfg.batch_size, cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        stream, batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
+    )
+    log_path = out / "warmstart_log.jsonl"
+    log = log_path.open("w")
+    history, ema, step = [], None, 0
+    for step, batch in enumerate(loader):
+        if step >= cfg.steps or (cfg.max_minutes and time.time() - t_start > 60 * cfg.max_minutes):
+            break
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = lm_loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        rec = {
+            "step": step + 1,
+            "loss": round(loss.item(), 4),
+            "loss_ema": round(ema, 4),
+            "grad_norm": round(float(gnorm), 3),
+            "lr": sched.get_last_lr()[0],
+            "elapsed_s": round(time.time() - t_start, 1),
+        }
+        if (step + 1) % cfg.eval_every == 0:
+            rec["eval"] = quick_eval(model, processor, cfg.eval_per_task)
+        if (step + 1) % 25 == 0 or "eval" in rec:
+            print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+        history.append(rec)
+    log.close()
+
+    model.eval()
+    final_eval = quick_eval(model, processor, cfg.eval_per_task)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    summary = {
+        "config": asdict(cfg),
+        "steps_done": step,
+        "minutes": round((time.time() - t_start) / 60, 1),
+        "parameters": n_params,
+        "final_quick_eval": final_eval,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "warmstart.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m audio_thinker.warmstart", description=__doc__.split("\n\n")[0]
+    )
+    for name, value in asdict(WarmstartConfig()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    train(WarmstartConfig(**vars(p.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared fixtures: the shipped tiny model, a random tiny model of the same recipe, small synth sets."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def shipped_lm():
+    """The shipped tiny audio LM (the project's default model)."""
+    from audio_thinker.inference import AudioLM
+    from audio_thinker.models import TINY_MODEL_DIR
+
+    assert (TINY_MODEL_DIR / "model.safetensors").exists(), "the shipped tiny model is missing"
+    return AudioLM.from_pretrained(str(TINY_MODEL_DIR))
+
+
+@pytest.fixture(scope="session")
+def random_lm():
+    """A randomly initialised model of the tiny recipe (fast to build; for plumbing tests)."""
+    from audio_thinker.inference import AudioLM
+    from audio_thinker.models import build_processor, build_tiny_model, build_tokenizer
+    from audio_thinker.warmstart import tokenizer_corpus
+
+    tok = build_tokenizer(tokenizer_corpus(seed=1, n_per_task=20))
+    return AudioLM(build_tiny_model(tok, seed=0), build_processor(tok), max_new_tokens=24)
+
+
+@pytest.fixture(scope="session")
+def synth_set(tmp_path_factory):
+    """A small synth-aqa split on disk: 2 items per task."""
+    from audio_thinker import synth
+
+    out = tmp_path_factory.mktemp("synth")
+    return synth.make_split(out, n=18, seed=321, split="test")

@@ -1,0 +1,125 @@
+"""MMAU-layout evaluation: files, metric keys, scoring, resilience to bad items."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audio_thinker import evaluate as ev
+
+
+def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, random_lm):
+    monkeypatch.setattr(
+        "audio_thinker.inference.AudioLM.from_pretrained", classmethod(lambda cls, path=None: random_lm)
+    )
+    out = tmp_path / "eval"
+    ev.main(
+        ["--data", str(synth_set), "--mode", "think", "--out", str(out), "--limit", "9", "--batch-size", "4"]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = json.loads((out / "predictions.json").read_text())
+    assert len(preds) == metrics["n"] == 9
+    for key in (
+        "accuracy",
+        "n",
+        "no_prediction",
+        "no_think_rate",
+        "mean_completion_tokens",
+        "by_difficulty",
+        "by_task",
+    ):
+        assert key in metrics
+    for d in metrics["by_difficulty"].values():
+        assert set(d) == {"accuracy", "no_think_rate", "mean_completion_tokens", "n"}
+    assert sum(d["n"] for d in metrics["by_difficulty"].values()) == 9
+    assert metrics["config"]["mode"] == "think"
+    for p in preds:
+        for key in (
+            "id",
+            "question",
+            "choices",
+            "answer",
+            "events",
+            "model_prediction",
+            "mode",
+            "think",
+            "completion_tokens",
+        ):
+            assert key in p
+    assert metrics["accuracy"] == pytest.approx(sum(p["correct"] for p in preds) / 9, abs=1e-4)
+
+
+def test_metrics_by_difficulty_hand_computed():
+    rows = [
+        {
+            "difficulty": "easy",
+            "task": "sound",
+            "sub-category": "a",
+            "correct": True,
+            "output_mode": "no_think",
+            "completion_tokens": 4,
+            "model_prediction": "x",
+        },
+        {
+            "difficulty": "easy",
+            "task": "sound",
+            "sub-category": "a",
+            "correct": False,
+            "output_mode": "think",
+            "completion_tokens": 40,
+            "model_prediction": "",
+        },
+        {
+            "difficulty": "hard",
+            "task": "sound",
+            "sub-category": "b",
+            "correct": True,
+            "output_mode": "think",
+            "completion_tokens": 60,
+            "model_prediction": "y",
+        },
+    ]
+    m = ev.compute_metrics(rows)
+    assert m["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["no_prediction"] == 1
+    assert m["no_think_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["mean_completion_tokens"] == pytest.approx(104 / 3, abs=0.01)
+    assert m["by_difficulty"]["easy"] == {
+        "accuracy": 0.5,
+        "no_think_rate": 0.5,
+        "mean_completion_tokens": 22.0,
+        "n": 2,
+    }
+    assert m["by_sub_category"]["b"]["accuracy"] == 1.0
+
+
+def test_unreadable_audio_is_scored_as_no_prediction(synth_set, tmp_path, random_lm):
+    items = ev.load_items(synth_set)[:3]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt garbage")
+    items[1]["audio_path"] = str(broken)
+    preds, metrics = ev.evaluate(random_lm, items, mode="no-think", batch_size=2, progress=False)
+    assert metrics["n"] == 3 and metrics["no_prediction"] >= 1
+    err = [p for p in preds if "error" in p]
+    assert len(err) == 1 and "broken.wav" in err[0]["error"] and err[0]["correct"] is False
+
+
+def test_load_items_refuses_bad_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        ev.load_items(bad)
+    bad.write_text(json.dumps([{"question": "q"}]))
+    with pytest.raises(ValueError, match="lacks audio_id"):
+        ev.load_items(bad)
+
+
+def test_hiss_ablation_keeps_length_and_level():
+    import numpy as np
+
+    audio = np.ones(48000, np.float32)
+    hiss = ev.ablate(audio, "hiss", seed=0)
+    assert hiss.shape == audio.shape and hiss.dtype == np.float32
+    assert -43 < 20 * np.log10(np.sqrt(np.mean(hiss.astype(float) ** 2))) < -41
+    assert ev.ablate(audio, "none", 0) is audio
