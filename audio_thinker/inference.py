@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .models import embed_prompt, encode_audio, load_policy
+from .models import embed_prompt, encode_audio, load_policy, unwrap_peft
 from .prompts import build_messages, check_mode
 from .rewards import parse_completion
 
@@ -67,6 +67,7 @@ def sample(
     prefilled once and its KV cache repeated. ``temperature == 0`` is greedy decoding. A row that has
     produced an eos keeps yielding ``pad_id``. Stops when every row is done or after ``max_new_tokens``.
     """
+    model = unwrap_peft(model)
     embeds = embed_prompt(model, input_ids, audio_features)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=True)

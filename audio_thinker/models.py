@@ -204,10 +204,16 @@ def model_class(config):
 # The audio path, split so that one encoder pass serves many completions
 
 
+def unwrap_peft(model):
+    """The transformers model under a PEFT wrapper (LoRA layers stay injected), or ``model`` itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def encode_audio(
     model, input_features: torch.Tensor, feature_attention_mask: torch.Tensor
 ) -> list[torch.Tensor]:
     """Audio tower + projector for a batch of clips: one (n_audio_tokens, hidden) tensor per clip."""
+    model = unwrap_peft(model)
     core = model.model
     tower = core.audio_tower
     feat_lengths, out_lengths = tower._get_feat_extract_output_lengths(feature_attention_mask.sum(-1))
@@ -222,6 +228,12 @@ def encode_audio(
     hidden = tower(input_features.to(tower.conv1.weight.dtype), attention_mask=mask).last_hidden_state
     feats = core.multi_modal_projector(hidden)
     return [f[:n] for f, n in zip(feats, out_lengths.tolist(), strict=True)]
+
+
+def language_model(model):
+    """The decoder stack (without LM head) of an audio LM, or of a text-only causal LM."""
+    model = unwrap_peft(model)
+    return getattr(model.model, "language_model", model.model)
 
 
 def embed_prompt(model, input_ids: torch.Tensor, audio_features: list[torch.Tensor]) -> torch.Tensor:

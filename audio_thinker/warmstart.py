@@ -31,6 +31,7 @@ from .models import (
     build_tokenizer,
     embed_prompt,
     encode_audio,
+    language_model,
 )
 from .prompts import INSTRUCTIONS, build_messages, format_target, user_text
 from .rewards import match_choice
@@ -140,7 +141,7 @@ def lm_loss(model, batch: dict) -> torch.Tensor:
     embeds = embed_prompt(model, batch["input_ids"], feats)
     mask = batch["attention_mask"]
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = model.model.language_model(
+    hidden = language_model(model)(
         inputs_embeds=embeds, attention_mask=mask, position_ids=pos
     ).last_hidden_state
     labels = batch["labels"][:, 1:]

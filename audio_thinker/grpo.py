@@ -1,0 +1,714 @@
+"""GRPO with the Audio-Thinker rewards, on accelerate. Reads top to bottom:
+
+1. ``GRPOConfig``: every knob, with the paper's values where it gives them.
+2. Rewards on the *global* batch (``score_completions``): format, ATAR or plain accuracy, the judge's
+   consistency and think-quality, combined by Eq. 7; then ``group_advantages``.
+3. ``completion_logprobs``: per-token log-probs of G completions per prompt. The clip is encoded once and
+   the prompt prefilled once per group; the G completions run on the shared prompt KV cache, gradients
+   flowing back through it. (TRL re-encodes audio and prompt for every completion.)
+4. ``grpo_loss``: clipped ratio objective + β·KL(k3) with loss types grpo | dr_grpo | dapo.
+5. ``train``: rollout → rewards → advantages → μ optimizer updates → logs, completions.jsonl, checkpoints.
+
+Data and sampling are pure functions of ``(seed, step)``, so ``--resume`` from a checkpoint (model or
+adapter, optimizer, scheduler, RNG) continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import synth
+from .inference import completion_mask, sample
+from .judge import JudgeRequest, make_judge
+from .models import default_model_path, embed_prompt, encode_audio, language_model, load_policy, unwrap_peft
+from .prompts import build_messages
+from .rewards import (
+    atar,
+    consistency_gate,
+    fill_no_think_quality,
+    format_reward,
+    match_choice,
+    parse_completion,
+    shows_think,
+)
+
+# reward set -> (prompt mode, uses ATAR, uses R_c, uses R_t); Table 1 of the paper
+REWARD_SETS = {
+    "grpo": ("think", False, False, False),  # R1-AQA: accuracy + format, think prompt
+    "grpo-nothink": ("no-think", False, False, False),
+    "atar": ("adaptive", True, False, False),
+    "atar+rc": ("adaptive", True, True, False),
+    "full": ("adaptive", True, True, True),  # Audio-Thinker
+}
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO and Audio-Thinker settings. Paper values: lr 1e-6, G 8, β 0.04, T 1.0, 1000 steps, LoRA r8 α32."""
+
+    out: str = "runs/grpo"
+    model: str | None = None  # default: $AUDIO_THINKER_MODEL or the shipped tiny model
+    data: str = "synth"  # "synth" (fresh synth-aqa items) or an MMAU-layout JSON file
+    data_seed: int = 7000  # synth-aqa seed for training items (evaluation uses other seeds)
+    reward_set: str = "full"
+    judge: str = "oracle"
+    judge_model: str | None = None  # path for the llm / learned judges
+    max_steps: int = 150
+    prompts_per_step: int = 16  # per optimizer step, over all processes
+    num_generations: int = 8  # G
+    micro_batch_prompts: int = 4  # prompts (x G completions) per forward/backward
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    learning_rate: float = 1e-5
+    lr_scheduler: str = "constant_with_warmup"
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    max_grad_norm: float = 1.0
+    beta: float = 0.04
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # DAPO clip-higher; None = epsilon
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1  # μ
+    w_consistency: float = 0.5
+    w_format: float = 0.5
+    w_quality: float = 1.0
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    save_every: int = 50
+    log_every: int = 1
+    log_with: str = "tensorboard"
+    eval_per_task: int = 20
+    eval_seed: int = 90210
+    eval_modes: list[str] = field(default_factory=lambda: ["adaptive", "think"])
+    resume: str | None = None  # a checkpoint folder, or "latest"
+
+    def validate(self) -> None:
+        if self.reward_set not in REWARD_SETS:
+            raise ValueError(f"reward_set {self.reward_set!r} unknown; choose from {list(REWARD_SETS)}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type {self.loss_type!r} unknown; choose from {list(LOSS_TYPES)}")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ValueError(
+                f"scale_rewards {self.scale_rewards!r} unknown; choose from {list(SCALE_REWARDS)}"
+            )
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2 (advantages are relative within a group)")
+        if self.num_iterations < 1 or self.max_steps < 1 or self.prompts_per_step < 1:
+            raise ValueError("num_iterations, max_steps and prompts_per_step must be positive")
+
+    @property
+    def prompt_mode(self) -> str:
+        return REWARD_SETS[self.reward_set][0]
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Rewards and advantages
+
+
+def score_completions(
+    completions: Sequence[str], items: Sequence[dict], *, cfg: GRPOConfig, step: int, judge
+) -> dict[str, list]:
+    """All reward terms for the global batch (ATAR's λ and R_t's mean are batch statistics)."""
+    _, use_atar, use_rc, use_rt = REWARD_SETS[cfg.reward_set]
+    parsed = [parse_completion(c) for c in completions]
+    r_f = [format_reward(c) for c in completions]
+    think = [
+        p.mode == "think" or (p.mode == "invalid" and shows_think(c))
+        for p, c in zip(parsed, completions, strict=True)
+    ]
+    correct = [
+        p.mode != "invalid" and match_choice(p.answer, it["answer"], it["choices"])
+        for p, it in zip(parsed, items, strict=True)
+    ]
+    judged = [i for i, p in enumerate(parsed) if think[i] and p.think] if (use_rc or use_rt) else []
+    verdicts = (
+        judge.score_batch(
+            [
+                JudgeRequest(
+                    items[i]["question"],
+                    items[i]["choices"],
+                    parsed[i].think,
+                    parsed[i].answer or "",
+                    items[i],
+                )
+                for i in judged
+            ]
+        )
+        if judged
+        else []
+    )
+    raw_c: list[float | None] = [None] * len(completions)
+    raw_t: list[float | None] = [None] * len(completions)
+    for i, v in zip(judged, verdicts, strict=True):
+        raw_c[i], raw_t[i] = float(v.consistent), float(v.quality)
+    for i in range(len(completions)):  # think completions the judge did not see (no think text): 0
+        if think[i] and raw_c[i] is None:
+            raw_c[i], raw_t[i] = 0.0, 0.0
+    r_c = consistency_gate(raw_c, correct, think)
+    r_t = fill_no_think_quality(raw_t, think)
+    r_a = atar(think, correct, step, cfg.max_steps) if use_atar else [float(c) for c in correct]
+    w_c = cfg.w_consistency if use_rc else 0.0
+    w_t = cfg.w_quality if use_rt else 0.0
+    # the R1-AQA recipe (no ATAR) adds accuracy and format with weight 1
+    w_f = cfg.w_format if use_atar else 1.0
+    total = [a * (1 + w_c * c) + w_f * f + w_t * t for a, c, f, t in zip(r_a, r_c, r_f, r_t, strict=True)]
+    return {
+        "total": total,
+        "accuracy_reward": r_a,
+        "format": r_f,
+        "consistency": r_c,
+        "quality": r_t,
+        "think": think,
+        "correct": correct,
+        "judge_consistent": raw_c,
+        "judge_failures": sum(v.failed for v in verdicts),
+    }
+
+
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+) -> torch.Tensor:
+    """(r - mean of its group) / (std + eps); std of the group, of the whole batch, or none (Dr. GRPO)."""
+    grouped = rewards.view(-1, group_size)
+    centred = (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    if scale == "group":
+        return centred / (grouped.std(1).repeat_interleave(group_size) + eps)
+    if scale == "batch":
+        return centred / (rewards.std() + eps)
+    if scale == "none":
+        return centred
+    raise ValueError(f"scale_rewards {scale!r} unknown; choose from {list(SCALE_REWARDS)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Log-probs of G completions per prompt: one encoder pass, one prompt prefill per group
+
+
+def completion_logprobs(
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    input_features: torch.Tensor | None,
+    feature_attention_mask: torch.Tensor | None,
+    completion_ids: torch.Tensor,
+    group: int,
+    temperature: float = 1.0,
+    *,
+    shared_prefix: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs and entropies (B·G, T) of ``completion_ids`` (B·G, T) after B left-padded prompts.
+
+    ``shared_prefix`` prefills each prompt once and expands its KV cache to the G completions (the
+    gradient flows back through the cache); without it, each completion is run with a copy of its
+    prompt (the textbook way, and the fallback under gradient checkpointing). Both give the same numbers.
+    """
+    model = unwrap_peft(model)
+    if input_features is None:  # a text-only causal LM
+        prompt_embeds = model.get_input_embeddings()(prompt_ids)
+    else:
+        feats = encode_audio(model, input_features, feature_attention_mask)  # once per clip
+        prompt_embeds = embed_prompt(model, prompt_ids, feats)
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    lm = language_model(model)
+    comp_embeds = model.get_input_embeddings()(completion_ids)
+    full_mask = torch.cat([prompt_mask.repeat_interleave(group, 0), torch.ones_like(completion_ids)], 1)
+    comp_pos = (
+        positions[:, -1:].repeat_interleave(group, 0)
+        + 1
+        + torch.arange(completion_ids.shape[1], device=completion_ids.device)
+    )
+    if shared_prefix:
+        out = lm(
+            inputs_embeds=prompt_embeds, attention_mask=prompt_mask, position_ids=positions, use_cache=True
+        )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(group)
+        last = out.last_hidden_state[:, -1:].repeat_interleave(group, 0)
+        hidden = lm(
+            inputs_embeds=comp_embeds,
+            attention_mask=full_mask,
+            position_ids=comp_pos,
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+        hidden = torch.cat([last, hidden[:, :-1]], 1)
+    else:
+        embeds = torch.cat([prompt_embeds.repeat_interleave(group, 0), comp_embeds], 1)
+        pos = torch.cat([positions.repeat_interleave(group, 0), comp_pos], 1)
+        h = lm(
+            inputs_embeds=embeds, attention_mask=full_mask, position_ids=pos, use_cache=False
+        ).last_hidden_state
+        hidden = h[:, prompt_ids.shape[1] - 1 : -1]
+    logits = model.lm_head(hidden).float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy
+
+
+class LogProbModule(torch.nn.Module):
+    """Wraps the policy so DDP/FSDP see one forward call for the whole log-prob computation."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *args, **kwargs):
+        return completion_logprobs(self.policy, *args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. The loss
+
+
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    beta: float,
+    epsilon: float,
+    epsilon_high: float | None,
+    loss_type: str,
+    denom: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped surrogate + β·KL(k3), summed over this micro-batch and divided by ``denom``.
+
+    ``denom`` makes micro-batches add up to the full-batch loss: the number of sequences (grpo: each
+    sequence's token mean), sequences × max completion length (dr_grpo), or all completion tokens (dapo).
+    """
+    ratio = torch.exp(logp - old_logp)
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + (epsilon_high if epsilon_high is not None else epsilon))
+    adv = advantages.unsqueeze(1)
+    per_token = -torch.min(ratio * adv, clipped * adv)
+    kl = None
+    if ref_logp is not None and beta:
+        kl = torch.exp(ref_logp - logp) - (ref_logp - logp) - 1
+        per_token = per_token + beta * kl
+    m = mask.to(per_token.dtype)
+    if loss_type == "grpo":
+        loss = ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).sum() / denom
+    elif loss_type in ("dr_grpo", "dapo"):
+        loss = (per_token * m).sum() / denom
+    else:
+        raise ValueError(f"loss_type {loss_type!r} unknown; choose from {list(LOSS_TYPES)}")
+    is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + (epsilon_high or epsilon)) & (adv > 0))
+    stats = {
+        "clip_ratio": (is_clipped.float() * m).sum(),
+        "kl": (kl * m).sum() if kl is not None else m.new_zeros(()),
+    }
+    return loss, stats
+
+
+def loss_denominator(loss_type: str, n_sequences: int, n_tokens: int, max_new_tokens: int) -> float:
+    return {"grpo": n_sequences, "dr_grpo": n_sequences * max_new_tokens, "dapo": max(1, n_tokens)}[loss_type]
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: a pure function of (seed, step)
+
+
+def step_items(cfg: GRPOConfig, step: int, pool: list[dict] | None = None) -> list[dict]:
+    """The prompts of training step ``step`` (each with its ``audio`` array)."""
+    rng = np.random.default_rng([cfg.data_seed, step])
+    if pool is None:
+        tasks = rng.choice(list(synth.TASKS), size=cfg.prompts_per_step)
+        out = []
+        for i, task in enumerate(tasks):
+            index = step * cfg.prompts_per_step + i
+            item, audio = synth.generate_item(str(task), cfg.data_seed, index, "grpo")
+            item["audio"], item["synth"] = (
+                audio,
+                {"task": str(task), "seed": cfg.data_seed, "index": index, "split": "grpo"},
+            )
+            out.append(item)
+        return out
+    from .audio import load_audio
+
+    picks = rng.choice(len(pool), size=cfg.prompts_per_step, replace=len(pool) < cfg.prompts_per_step)
+    return [{**pool[int(k)], "audio": load_audio(pool[int(k)]["audio_path"])} for k in picks]
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. The loop
+
+
+def train(cfg: GRPOConfig) -> dict:
+    """Run GRPO; returns a summary. Writes ``out/final``, ``out/completions.jsonl``, logs and checkpoints."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    cfg.validate()
+    out = Path(cfg.out)
+    accelerator = Accelerator(
+        log_with=cfg.log_with or None, project_dir=str(out), mixed_precision="bf16" if cfg.bf16 else "no"
+    )
+    set_seed(cfg.seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.prompts_per_step % world:
+        raise ValueError(
+            f"prompts_per_step ({cfg.prompts_per_step}) must divide evenly over {world} processes"
+        )
+    model_path = cfg.model or default_model_path()
+    policy, processor = load_policy(model_path)
+    processor.tokenizer.padding_side = "left"
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    ref_model = None
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(
+            policy,
+            LoraConfig(
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=cfg.lora_target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
+    elif cfg.beta:
+        ref_model, _ = load_policy(model_path)  # full fine-tuning: a frozen copy is the reference
+        ref_model.requires_grad_(False)
+    policy.train()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay
+    )
+    updates = cfg.max_steps * cfg.num_iterations
+    scheduler = get_scheduler(
+        cfg.lr_scheduler,
+        optimizer,
+        num_warmup_steps=cfg.warmup_steps * cfg.num_iterations,
+        num_training_steps=updates,
+    )
+    module = LogProbModule(policy)
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    if ref_model is not None:
+        ref_model = ref_model.to(accelerator.device)
+    judge = make_judge(cfg.judge, **({"path": cfg.judge_model} if cfg.judge_model else {}))
+    pool = None if cfg.data == "synth" else _load_pool(cfg.data)
+    tok = processor.tokenizer
+    gen_cfg = policy.generation_config if not cfg.lora else policy.base_model.model.generation_config
+    eos_ids = gen_cfg.eos_token_id if isinstance(gen_cfg.eos_token_id, list) else [gen_cfg.eos_token_id]
+
+    start_step = 0
+    if cfg.resume:
+        ckpt = _latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
+        accelerator.load_state(str(ckpt))
+        start_step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"resumed from {ckpt} at step {start_step}")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    accelerator.init_trackers("grpo", config={k: str(v) for k, v in asdict(cfg).items()})
+    completions_file = (out / "completions.jsonl").open("a") if accelerator.is_main_process else None
+    unwrapped = accelerator.unwrap_model(module).policy
+    G, B = cfg.num_generations, cfg.prompts_per_step
+    local = slice(rank * B // world, (rank + 1) * B // world)
+    history = []
+    bar = tqdm(
+        range(start_step, cfg.max_steps),
+        initial=start_step,
+        total=cfg.max_steps,
+        disable=not accelerator.is_main_process,
+        desc="grpo",
+    )
+    for step in bar:
+        t0 = time.perf_counter()
+        items = step_items(cfg, step, pool)
+        my_items = items[local]
+        texts = [
+            processor.apply_chat_template(
+                build_messages(it["question"], it["choices"], cfg.prompt_mode),
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for it in my_items
+        ]
+        enc = processor(
+            text=texts,
+            audio=[it["audio"] for it in my_items],
+            sampling_rate=processor.feature_extractor.sampling_rate,
+            return_tensors="pt",
+            padding=True,
+        ).to(accelerator.device)
+
+        # rollout: G completions per prompt, audio encoded and prompt prefilled once
+        unwrapped.eval()
+        gen = torch.Generator(device=accelerator.device).manual_seed(
+            cfg.seed * 1_000_003 + step * 1009 + rank
+        )
+        with torch.no_grad(), accelerator.autocast():
+            feats = encode_audio(unwrapped, enc["input_features"], enc["feature_attention_mask"])
+            cols = list(
+                sample(
+                    unwrapped,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    feats,
+                    eos_ids=eos_ids,
+                    pad_id=tok.pad_token_id,
+                    max_new_tokens=cfg.max_new_tokens,
+                    temperature=cfg.temperature,
+                    group=G,
+                    generator=gen,
+                )
+            )
+        unwrapped.train()
+        comp_ids = torch.stack(cols, 1)
+        comp_mask = completion_mask(comp_ids, eos_ids)
+        my_texts = [
+            tok.decode(ids[m.bool()], skip_special_tokens=True)
+            for ids, m in zip(comp_ids, comp_mask, strict=True)
+        ]
+
+        # rewards on the global batch, then this process's slice
+        all_texts = _gather_list(accelerator, my_texts)
+        all_items = [it for it in items for _ in range(G)]
+        scores = score_completions(all_texts, all_items, cfg=cfg, step=step, judge=judge)
+        rewards = torch.tensor(scores["total"], dtype=torch.float32)
+        advantages = group_advantages(rewards, G, cfg.scale_rewards)
+        my_adv = advantages[local.start * G : local.stop * G].to(accelerator.device)
+        n_tokens_global = int(accelerator.gather(comp_mask.sum().reshape(1)).sum())
+        denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens) / world
+
+        # micro-batches of prompts (x G completions each): (log-prob inputs, completion rows)
+        micro = []
+        for i in range(0, len(my_items), cfg.micro_batch_prompts):
+            c = slice(i, min(i + cfg.micro_batch_prompts, len(my_items)))
+            rows = slice(c.start * G, c.stop * G)
+            feats_c = (enc["input_features"][c], enc["feature_attention_mask"][c])
+            micro.append(
+                (
+                    (
+                        enc["input_ids"][c],
+                        enc["attention_mask"][c],
+                        *feats_c,
+                        comp_ids[rows],
+                        G,
+                        cfg.temperature,
+                    ),
+                    rows,
+                )
+            )
+
+        shared = not cfg.gradient_checkpointing
+        old_logps, ref_logps = [], []
+        with torch.no_grad(), accelerator.autocast():
+            for args, _ in micro:
+                old_logps.append(
+                    completion_logprobs(unwrapped, *args, shared_prefix=shared)[0]
+                    if cfg.num_iterations > 1
+                    else None
+                )
+                if cfg.beta:
+                    if cfg.lora:
+                        with unwrapped.disable_adapter():
+                            ref_logps.append(completion_logprobs(unwrapped, *args, shared_prefix=shared)[0])
+                    else:
+                        ref_logps.append(completion_logprobs(ref_model, *args, shared_prefix=shared)[0])
+                else:
+                    ref_logps.append(None)
+
+        stats = {"loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "entropy": 0.0}
+        for _ in range(cfg.num_iterations):
+            for k, (args, rows) in enumerate(micro):
+                sync = accelerator.no_sync(module) if k < len(micro) - 1 else nullcontext()
+                with sync, accelerator.autocast():
+                    logp, ent = module(*args, shared_prefix=shared)
+                    old = old_logps[k] if old_logps[k] is not None else logp.detach()
+                    loss, s = grpo_loss(
+                        logp,
+                        old,
+                        ref_logps[k],
+                        my_adv[rows],
+                        comp_mask[rows],
+                        beta=cfg.beta,
+                        epsilon=cfg.epsilon,
+                        epsilon_high=cfg.epsilon_high,
+                        loss_type=cfg.loss_type,
+                        denom=denom,
+                    )
+                    accelerator.backward(loss * world)  # DDP averages gradients over processes; undo that
+                m = comp_mask[rows].float()
+                stats["loss"] += loss.item() / cfg.num_iterations
+                stats["clip_ratio"] += s["clip_ratio"].item() / cfg.num_iterations
+                stats["kl"] += s["kl"].item() / cfg.num_iterations
+                stats["entropy"] += (ent.detach() * m).sum().item() / cfg.num_iterations
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        # logging
+        lengths = comp_mask.sum(1).float()
+        truncated = (~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)).float()
+        totals = (
+            accelerator.gather(
+                torch.tensor(
+                    [
+                        stats["loss"],
+                        stats["clip_ratio"],
+                        stats["kl"],
+                        stats["entropy"],
+                        float(comp_mask.sum()),
+                        float(lengths.sum()),
+                        float(truncated.sum()),
+                    ],
+                    device=accelerator.device,
+                ).reshape(1, -1)
+            )
+            .sum(0)
+            .tolist()
+        )
+        n_tok = max(1.0, totals[4])
+        metrics = _reward_metrics(scores, all_items, rewards, G)
+        metrics.update(
+            {
+                "loss": totals[0],
+                "clip_ratio/region_mean": totals[1] / n_tok,
+                "kl": totals[2] / n_tok,
+                "entropy": totals[3] / n_tok,
+                "completions/mean_length": totals[5] / (B * G),
+                "completions/clipped_ratio": totals[6] / (B * G),
+                "grad_norm": float(grad_norm),
+                "learning_rate": scheduler.get_last_lr()[0],
+                "step_time": time.perf_counter() - t0,
+            }
+        )
+        accelerator.log(metrics, step=step + 1)
+        history.append({"step": step + 1, **metrics})
+        if accelerator.is_main_process:
+            _write_completions(
+                completions_file, step + 1, all_items, all_texts, scores, advantages, cfg.prompt_mode
+            )
+            bar.set_postfix(
+                reward=f"{metrics['reward']:.2f}",
+                acc=f"{metrics['accuracy']:.2f}",
+                think=f"{metrics['think_rate']:.2f}",
+            )
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+            _save_checkpoint(accelerator, out, step + 1)
+    bar.close()
+    if completions_file:
+        completions_file.close()
+    accelerator.wait_for_everyone()
+    final = out / "final"
+    if accelerator.is_main_process:
+        policy_to_save = accelerator.unwrap_model(module).policy
+        if cfg.lora:
+            policy_to_save = policy_to_save.merge_and_unload()
+        policy_to_save.save_pretrained(final)
+        processor.save_pretrained(final)
+        (out / "history.jsonl").open("a").write("".join(json.dumps(h) + "\n" for h in history))
+    accelerator.end_training()
+    return {"final": str(final), "steps": cfg.max_steps, "history": history}
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers of the loop
+
+
+def _gather_list(accelerator, values: list) -> list:
+    if accelerator.num_processes == 1:
+        return list(values)
+    from accelerate.utils import gather_object
+
+    return gather_object(list(values))
+
+
+def _reward_metrics(scores: dict, items: Sequence[dict], rewards: torch.Tensor, G: int) -> dict[str, float]:
+    grouped = rewards.view(-1, G)
+    m = {
+        "reward": float(rewards.mean()),
+        "reward_std": float(grouped.std(1).mean()),
+        "frac_reward_zero_std": float((grouped.std(1) < 1e-6).float().mean()),
+        "accuracy": float(np.mean(scores["correct"])),
+        "think_rate": float(np.mean(scores["think"])),
+        "no_think_rate": 1 - float(np.mean(scores["think"])),
+        "judge_failures": float(scores["judge_failures"]),
+    }
+    for term in ("accuracy_reward", "format", "consistency", "quality"):
+        m[f"rewards/{term}/mean"] = float(np.mean(scores[term]))
+    consistent = [
+        c for c, t in zip(scores["judge_consistent"], scores["think"], strict=True) if t and c is not None
+    ]
+    m["consistency_rate"] = float(np.mean(consistent)) if consistent else float("nan")
+    for d in synth.DIFFICULTIES:
+        idx = [i for i, it in enumerate(items) if it.get("difficulty") == d]
+        if idx:
+            m[f"accuracy/{d}"] = float(np.mean([scores["correct"][i] for i in idx]))
+            m[f"no_think_rate/{d}"] = 1 - float(np.mean([scores["think"][i] for i in idx]))
+    return m
+
+
+def _write_completions(f, step: int, items, texts, scores, advantages, prompt_mode: str) -> None:
+    keep = (
+        "id",
+        "question",
+        "choices",
+        "answer",
+        "difficulty",
+        "sub-category",
+        "events",
+        "synth",
+        "audio_path",
+    )
+    for i, (it, text) in enumerate(zip(items, texts, strict=True)):
+        rec = {
+            "step": step,
+            "prompt_mode": prompt_mode,
+            "completion": text,
+            "advantage": float(advantages[i]),
+            **{k: it[k] for k in keep if k in it},
+            **{
+                k: scores[k][i]
+                for k in ("total", "accuracy_reward", "format", "consistency", "quality", "think", "correct")
+            },
+        }
+        f.write(json.dumps(rec) + "\n")
+    f.flush()
+
+
+def _save_checkpoint(accelerator, out: Path, step: int) -> None:
+    ckpt = out / "checkpoints" / f"step-{step:06d}"
+    accelerator.save_state(str(ckpt))
+    if accelerator.is_main_process:
+        (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
+
+
+def _latest_checkpoint(out: Path) -> Path:
+    ckpts = sorted((out / "checkpoints").glob("step-*"))
+    if not ckpts:
+        raise ValueError(f"no checkpoint to resume from in {out / 'checkpoints'}")
+    return ckpts[-1]
+
+
+def _load_pool(path: str) -> list[dict]:
+    from .evaluate import load_items
+
+    return load_items(path)

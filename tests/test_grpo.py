@@ -1,0 +1,298 @@
+"""GRPO: rewards on hand-built batches, advantages and loss by hand, the shared-prefix log-probs, encoder
+calls per step, and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from audio_thinker import grpo, synth
+from audio_thinker.grpo import GRPOConfig, completion_logprobs, group_advantages, grpo_loss, score_completions
+from audio_thinker.judge import make_judge
+
+
+def _item(task="high_low_difference", i=0):
+    item, _ = synth.generate_item(task, 11, i)
+    return item
+
+
+# -- rewards -------------------------------------------------------------------------------------------
+
+
+def test_score_completions_full_reward_by_hand():
+    it = _item()
+    gold, ans = it["reasoning"], it["answer"]
+    wrong = next(c for c in it["choices"] if c != ans)
+    completions = [
+        f"<think>{gold}</think><answer>{ans}</answer>",  # think, correct, consistent, perfect trace
+        f"<answer>{ans}</answer>",  # no-think, correct
+        f"<answer>{wrong}</answer>",  # no-think, wrong
+        f"<think>{gold}</think><answer>{ans}</answer> trailing",  # invalid, shows think -> think & wrong
+    ]
+    cfg = GRPOConfig(reward_set="full", max_steps=10)
+    s = score_completions(completions, [it] * 4, cfg=cfg, step=5, judge=make_judge("oracle"))
+    lam, p = 0.5, 1 - 5 / 10  # two of four completions show think
+    g_t, g_n = math.exp(-lam * p), math.exp(-(1 - lam) * p)
+    assert s["think"] == [True, False, False, True]
+    assert s["correct"] == [True, True, False, False]
+    assert s["format"] == [1.0, 1.0, 1.0, 0.0]
+    assert s["accuracy_reward"] == pytest.approx([g_t, 2 * g_n, -g_n - 2 * (1 - g_n), -(1 - g_t)])
+    assert s["consistency"] == [1.0, 1.0, 0.0, 0.0]  # no-think -> 1, gated to 0 when wrong
+    # R_t: think completions get the judge's quality; no-think ones the batch mean of think R_t
+    assert s["quality"][0] == 1.0 and s["quality"][1] == s["quality"][2] == pytest.approx(
+        (1.0 + s["quality"][3]) / 2
+    )
+    expected = [
+        a * (1 + 0.5 * c) + 0.5 * f + t
+        for a, c, f, t in zip(s["accuracy_reward"], s["consistency"], s["format"], s["quality"], strict=True)
+    ]
+    assert s["total"] == pytest.approx(expected)
+
+
+def test_grpo_reward_set_is_accuracy_plus_format():
+    it = _item("count")
+    cfg = GRPOConfig(reward_set="grpo")
+    s = score_completions(
+        [f"<think>x</think><answer>{it['answer']}</answer>", "<answer></answer>"],
+        [it] * 2,
+        cfg=cfg,
+        step=0,
+        judge=make_judge("oracle"),
+    )
+    assert s["total"] == [2.0, 0.0]
+
+
+def test_atar_reward_set_ignores_judge_terms():
+    it = _item("count")
+    cfg = GRPOConfig(reward_set="atar", max_steps=4)
+    s = score_completions(
+        [f"<think>nonsense</think><answer>{it['answer']}</answer>"] * 2,
+        [it] * 2,
+        cfg=cfg,
+        step=4,
+        judge=make_judge("oracle"),
+    )
+    assert s["total"] == pytest.approx([1.0 + 0.5, 1.0 + 0.5])  # gamma = 1 at step == T
+
+
+# -- advantages and loss -------------------------------------------------------------------------------
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0])
+    adv = group_advantages(r, 4, "group", eps=0.0)
+    std = torch.tensor([1.0, 2.0, 3.0, 4.0]).std()
+    assert torch.allclose(adv[:4], (torch.tensor([1.0, 2, 3, 4]) - 2.5) / std)
+    assert torch.equal(group_advantages(r, 4, "group")[4:], torch.zeros(4))  # zero-std group -> 0
+    assert torch.allclose(group_advantages(r, 4, "none"), torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]))
+    assert torch.allclose(
+        group_advantages(r, 4, "batch", eps=0.0), torch.tensor([-1.5, -0.5, 0.5, 1.5, 0, 0, 0, 0]) / r.std()
+    )
+    with pytest.raises(ValueError):
+        group_advantages(r, 4, "nope")
+
+
+def test_grpo_loss_by_hand():
+    logp = torch.log(torch.tensor([[0.5, 0.5, 0.5], [0.2, 0.2, 0.2]]))
+    old = torch.log(torch.tensor([[0.25, 0.5, 0.5], [0.2, 0.4, 0.2]]))  # ratios [2,1,1] and [1,0.5,1]
+    ref = torch.log(torch.tensor([[0.5, 0.25, 0.5], [0.2, 0.2, 0.2]]))
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    beta, eps = 0.1, 0.2
+    loss, stats = grpo_loss(
+        logp, old, ref, adv, mask, beta=beta, epsilon=eps, epsilon_high=None, loss_type="grpo", denom=2
+    )
+    # seq 1: ratio 2 clipped to 1.2 (A>0): -1.2; ratio 1: -1. KL token 2: r=0.5 -> 0.5 - ln 0.5 - 1
+    kl = 0.5 - math.log(0.5) - 1
+    seq1 = ((-1.2) + (-1.0 + beta * kl)) / 2
+    # seq 2 (A=-1): -min(r*-1, clip(r)*-1) = max(r, clip(r)): [1, 0.8, 1]
+    seq2 = (1 + 0.8 + 1) / 3
+    assert loss.item() == pytest.approx((seq1 + seq2) / 2, rel=1e-5)
+    assert stats["clip_ratio"].item() == 2  # ratio 2 with A>0, ratio 0.5 with A<0
+    dapo, _ = grpo_loss(
+        logp, old, ref, adv, mask, beta=beta, epsilon=eps, epsilon_high=None, loss_type="dapo", denom=5
+    )
+    assert dapo.item() == pytest.approx(((-1.2) + (-1.0 + beta * kl) + 1 + 0.8 + 1) / 5, rel=1e-5)
+    high, _ = grpo_loss(
+        logp, old, None, adv, mask, beta=0.0, epsilon=eps, epsilon_high=0.28, loss_type="grpo", denom=2
+    )
+    assert high.item() == pytest.approx(((-1.28 - 1.0) / 2 + seq2) / 2, rel=1e-5)
+
+
+def test_micro_batches_add_up_to_the_full_batch_loss():
+    torch.manual_seed(0)
+    logp, old, ref = (torch.randn(8, 5) * 0.1 - 1 for _ in range(3))
+    adv, mask = torch.randn(8), (torch.rand(8, 5) > 0.3).long()
+    for lt in grpo.LOSS_TYPES:
+        denom = grpo.loss_denominator(lt, 8, int(mask.sum()), 5)
+        full, _ = grpo_loss(
+            logp, old, ref, adv, mask, beta=0.04, epsilon=0.2, epsilon_high=None, loss_type=lt, denom=denom
+        )
+        parts = sum(
+            grpo_loss(
+                logp[s],
+                old[s],
+                ref[s],
+                adv[s],
+                mask[s],
+                beta=0.04,
+                epsilon=0.2,
+                epsilon_high=None,
+                loss_type=lt,
+                denom=denom,
+            )[0]
+            for s in (slice(0, 3), slice(3, 8))
+        )
+        assert parts.item() == pytest.approx(full.item(), rel=1e-5), lt
+
+
+# -- log-probs -----------------------------------------------------------------------------------------
+
+
+def test_shared_prefix_logprobs_equal_the_full_forward(random_lm):
+    items = [synth.generate_item(t, 2, 0) for t in ("count", "pitch_pattern")]
+    batch = random_lm.prepare(
+        [a for _, a in items],
+        [random_lm.prompt_text(it["question"], it["choices"], "adaptive") for it, _ in items],
+    )
+    comp = torch.randint(5, 300, (6, 7))
+    args = (
+        random_lm.model,
+        batch.input_ids,
+        batch.attention_mask,
+        batch.input_features,
+        batch.feature_attention_mask,
+        comp,
+        3,
+    )
+    with torch.no_grad():
+        a, ea = completion_logprobs(*args, shared_prefix=True)
+        b, eb = completion_logprobs(*args, shared_prefix=False)
+        # and against the model's own forward over prompt + completion, row 4 (prompt 1, sample 1)
+        ids = torch.cat([batch.input_ids[1], comp[4]])[None]
+        m = torch.cat([batch.attention_mask[1], torch.ones(7, dtype=torch.long)])[None]
+        logits = random_lm.model(
+            input_ids=ids,
+            attention_mask=m,
+            input_features=batch.input_features[1:2],
+            feature_attention_mask=batch.feature_attention_mask[1:2],
+            position_ids=(m.cumsum(-1) - 1).clamp(min=0),
+        ).logits
+        ref = (
+            torch.log_softmax(logits[0, batch.input_ids.shape[1] - 1 : -1], -1)
+            .gather(-1, comp[4][:, None])
+            .squeeze(-1)
+        )
+    assert torch.allclose(a, b, atol=1e-4) and torch.allclose(ea, eb, atol=1e-4)
+    assert torch.allclose(a[4], ref, atol=1e-4)
+
+
+def test_shared_prefix_gradients_equal_the_full_forward(random_lm):
+    item, audio = synth.generate_item("odd_one_out", 3, 0)
+    batch = random_lm.prepare([audio], [random_lm.prompt_text(item["question"], item["choices"], "think")])
+    comp = torch.randint(5, 300, (2, 6))
+    grads = []
+    for shared in (True, False):
+        random_lm.model.zero_grad()
+        logp, _ = completion_logprobs(
+            random_lm.model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.input_features,
+            batch.feature_attention_mask,
+            comp,
+            2,
+            shared_prefix=shared,
+        )
+        logp.sum().backward()
+        grads.append(random_lm.model.model.audio_tower.conv1.weight.grad.clone())
+    random_lm.model.zero_grad()
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def random_model_dir(random_lm, tmp_path_factory):
+    d = tmp_path_factory.mktemp("random-model")
+    random_lm.model.save_pretrained(d)
+    random_lm.processor.save_pretrained(d)
+    return str(d)
+
+
+def _cfg(tmp, model, **kw):
+    base = dict(
+        out=str(tmp),
+        model=model,
+        max_steps=3,
+        prompts_per_step=2,
+        num_generations=3,
+        micro_batch_prompts=1,
+        max_new_tokens=6,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        save_every=2,
+        log_with="",
+        eval_per_task=0,
+    )
+    return GRPOConfig(**{**base, **kw})
+
+
+def test_audio_is_encoded_once_per_prompt_in_every_pass(random_model_dir, tmp_path, monkeypatch):
+    calls = []
+    real = grpo.encode_audio
+
+    def counting(model, feats, mask):
+        calls.append(feats.shape[0])
+        return real(model, feats, mask)
+
+    monkeypatch.setattr(grpo, "encode_audio", counting)
+    grpo.train(_cfg(tmp_path, random_model_dir, max_steps=1, num_iterations=2, save_every=0))
+    # rollout: 2 clips at once; reference and old log-probs (mu=2): 1 clip per micro-batch each;
+    # policy: 1 clip per micro-batch per iteration. Never once per completion (G=3).
+    assert calls[0] == 2 and all(c == 1 for c in calls[1:])
+    assert sum(calls) == 2 * (1 + 1 + 1 + 2)
+
+
+def test_resume_continues_exactly(random_model_dir, tmp_path, monkeypatch):
+    full = grpo.train(_cfg(tmp_path / "full", random_model_dir))
+
+    class Crash(Exception):
+        pass
+
+    real_save = grpo._save_checkpoint
+
+    def save_then_crash(accelerator, out, step):
+        real_save(accelerator, out, step)
+        raise Crash  # the run dies right after its step-2 checkpoint
+
+    monkeypatch.setattr(grpo, "_save_checkpoint", save_then_crash)
+    with pytest.raises(Crash):
+        grpo.train(_cfg(tmp_path / "cut", random_model_dir))
+    monkeypatch.setattr(grpo, "_save_checkpoint", real_save)
+    resumed = grpo.train(_cfg(tmp_path / "cut", random_model_dir, resume="latest"))
+    assert [h["step"] for h in resumed["history"]] == [3]
+    assert resumed["history"][0]["loss"] == pytest.approx(full["history"][2]["loss"], abs=1e-6)
+    assert resumed["history"][0]["reward"] == full["history"][2]["reward"]
+    lines = [json.loads(x) for x in (tmp_path / "full" / "completions.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 * 2 * 3 and {"completion", "total", "advantage", "synth"} <= set(lines[0])
+
+
+def test_lora_run_saves_a_loadable_merged_model(random_model_dir, tmp_path):
+    from audio_thinker.inference import AudioLM
+
+    res = grpo.train(_cfg(tmp_path, random_model_dir, max_steps=1, lora=True, save_every=0))
+    lm = AudioLM.from_pretrained(res["final"])
+    item, audio = synth.generate_item("count", 1, 0)
+    assert lm.answer(audio, item["question"], item["choices"], "think").completion_tokens > 0
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValueError, match="reward_set"):
+        GRPOConfig(reward_set="nope").validate()
+    with pytest.raises(ValueError, match="num_generations"):
+        GRPOConfig(num_generations=1).validate()
