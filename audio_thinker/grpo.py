@@ -29,7 +29,7 @@ from . import synth
 from .inference import completion_mask, sample
 from .judge import JudgeRequest, make_judge
 from .models import default_model_path, embed_prompt, encode_audio, language_model, load_policy, unwrap_peft
-from .prompts import build_messages
+from .prompts import build_messages, user_text
 from .rewards import (
     atar,
     consistency_gate,
@@ -73,7 +73,7 @@ class GRPOConfig:
     lr_scheduler: str = "constant_with_warmup"
     warmup_steps: int = 5
     weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.99)
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     max_grad_norm: float = 1.0
     beta: float = 0.04
     epsilon: float = 0.2
@@ -372,8 +372,10 @@ def train(cfg: GRPOConfig) -> dict:
             f"prompts_per_step ({cfg.prompts_per_step}) must divide evenly over {world} processes"
         )
     model_path = cfg.model or default_model_path()
-    policy, processor = load_policy(model_path)
-    processor.tokenizer.padding_side = "left"
+    policy, processor = load_policy(model_path, allow_text=True)
+    is_audio = hasattr(processor, "feature_extractor")  # else a text-only causal LM and its tokenizer
+    tok = processor.tokenizer if is_audio else processor
+    tok.padding_side = "left"
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
     ref_model = None
@@ -391,7 +393,9 @@ def train(cfg: GRPOConfig) -> dict:
             ),
         )
     elif cfg.beta:
-        ref_model, _ = load_policy(model_path)  # full fine-tuning: a frozen copy is the reference
+        ref_model, _ = load_policy(
+            model_path, allow_text=True
+        )  # full fine-tuning: a frozen copy is the reference
         ref_model.requires_grad_(False)
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -411,9 +415,8 @@ def train(cfg: GRPOConfig) -> dict:
         ref_model = ref_model.to(accelerator.device)
     judge = make_judge(cfg.judge, **({"path": cfg.judge_model} if cfg.judge_model else {}))
     pool = None if cfg.data == "synth" else _load_pool(cfg.data)
-    tok = processor.tokenizer
-    gen_cfg = policy.generation_config if not cfg.lora else policy.base_model.model.generation_config
-    eos_ids = gen_cfg.eos_token_id if isinstance(gen_cfg.eos_token_id, list) else [gen_cfg.eos_token_id]
+    eos = unwrap_peft(policy).generation_config.eos_token_id or tok.eos_token_id
+    eos_ids = eos if isinstance(eos, list) else [eos]
 
     start_step = 0
     if cfg.resume:
@@ -441,21 +444,8 @@ def train(cfg: GRPOConfig) -> dict:
         t0 = time.perf_counter()
         items = step_items(cfg, step, pool)
         my_items = items[local]
-        texts = [
-            processor.apply_chat_template(
-                build_messages(it["question"], it["choices"], cfg.prompt_mode),
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for it in my_items
-        ]
-        enc = processor(
-            text=texts,
-            audio=[it["audio"] for it in my_items],
-            sampling_rate=processor.feature_extractor.sampling_rate,
-            return_tensors="pt",
-            padding=True,
-        ).to(accelerator.device)
+        enc = _prompt_batch(processor, my_items, cfg.prompt_mode, is_audio).to(accelerator.device)
+        input_features, feature_mask = enc.get("input_features"), enc.get("feature_attention_mask")
 
         # rollout: G completions per prompt, audio encoded and prompt prefilled once
         unwrapped.eval()
@@ -463,7 +453,7 @@ def train(cfg: GRPOConfig) -> dict:
             cfg.seed * 1_000_003 + step * 1009 + rank
         )
         with torch.no_grad(), accelerator.autocast():
-            feats = encode_audio(unwrapped, enc["input_features"], enc["feature_attention_mask"])
+            feats = encode_audio(unwrapped, input_features, feature_mask) if is_audio else []
             cols = list(
                 sample(
                     unwrapped,
@@ -501,7 +491,7 @@ def train(cfg: GRPOConfig) -> dict:
         for i in range(0, len(my_items), cfg.micro_batch_prompts):
             c = slice(i, min(i + cfg.micro_batch_prompts, len(my_items)))
             rows = slice(c.start * G, c.stop * G)
-            feats_c = (enc["input_features"][c], enc["feature_attention_mask"][c])
+            feats_c = (input_features[c], feature_mask[c]) if is_audio else (None, None)
             micro.append(
                 (
                     (
@@ -631,6 +621,33 @@ def train(cfg: GRPOConfig) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # Helpers of the loop
+
+
+def _prompt_batch(processor, items: Sequence[dict], mode: str, is_audio: bool):
+    """Left-padded model inputs for the step's prompts (with audio features for an audio LM)."""
+    if not is_audio:
+        texts = [
+            processor.apply_chat_template(
+                [{"role": "user", "content": user_text(it["question"], it["choices"], mode)}],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for it in items
+        ]
+        return processor(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    texts = [
+        processor.apply_chat_template(
+            build_messages(it["question"], it["choices"], mode), add_generation_prompt=True, tokenize=False
+        )
+        for it in items
+    ]
+    return processor(
+        text=texts,
+        audio=[it["audio"] for it in items],
+        sampling_rate=processor.feature_extractor.sampling_rate,
+        return_tensors="pt",
+        padding=True,
+    )
 
 
 def _gather_list(accelerator, values: list) -> list:

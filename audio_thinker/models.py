@@ -155,9 +155,17 @@ def default_model_path() -> str:
 
 
 def load_policy(
-    path: str | os.PathLike | None = None, *, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    path: str | os.PathLike | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    allow_text: bool = False,
 ):
-    """Load ``(model, processor)`` from a local folder or hub id; a GRPO LoRA run's ``final`` works too."""
+    """Load ``(model, processor)`` from a local folder or hub id; a GRPO LoRA run's ``final`` works too.
+
+    ``allow_text`` also accepts a text-only causal LM, returned with its tokenizer as the processor
+    (the trainer runs on those too, e.g. to compare with TRL on the same model).
+    """
     from transformers import AutoConfig, AutoProcessor
 
     path = str(path or default_model_path())
@@ -168,7 +176,7 @@ def load_policy(
         from peft import PeftModel
 
         base_path = json.loads(adapter.read_text())["base_model_name_or_path"]
-        base, _ = load_policy(base_path, dtype=dtype, device=device)
+        base, _ = load_policy(base_path, dtype=dtype, device=device, allow_text=allow_text)
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
         return model.eval(), AutoProcessor.from_pretrained(
             path if (Path(path) / "processor_config.json").exists() else base_path
@@ -177,6 +185,11 @@ def load_policy(
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load a model from {path!r}: {err}") from err
+    if allow_text and config.model_type not in SUPPORTED_ARCHITECTURES:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        return model, AutoTokenizer.from_pretrained(path)
     cls = model_class(config)
     model = cls.from_pretrained(path, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(path)
@@ -243,6 +256,8 @@ def embed_prompt(model, input_ids: torch.Tensor, audio_features: list[torch.Tens
     clip's features costs no encoder pass.
     """
     embeds = model.get_input_embeddings()(input_ids)
+    if not len(audio_features) and getattr(model.config, "audio_token_id", None) is None:
+        return embeds  # a text-only causal LM
     audio_features = (
         torch.cat(list(audio_features)) if len(audio_features) else embeds.new_zeros(0, embeds.shape[-1])
     )
