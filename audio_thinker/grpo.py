@@ -298,7 +298,8 @@ def grpo_loss(
     sequence's token mean), sequences × max completion length (dr_grpo), or all completion tokens (dapo).
     """
     ratio = torch.exp(logp - old_logp)
-    clipped = torch.clamp(ratio, 1 - epsilon, 1 + (epsilon_high if epsilon_high is not None else epsilon))
+    high = epsilon_high if epsilon_high is not None else epsilon
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + high)
     adv = advantages.unsqueeze(1)
     per_token = -torch.min(ratio * adv, clipped * adv)
     kl = None
@@ -312,7 +313,7 @@ def grpo_loss(
         loss = (per_token * m).sum() / denom
     else:
         raise ValueError(f"loss_type {loss_type!r} unknown; choose from {list(LOSS_TYPES)}")
-    is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + (epsilon_high or epsilon)) & (adv > 0))
+    is_clipped = ((ratio < 1 - epsilon) & (adv < 0)) | ((ratio > 1 + high) & (adv > 0))
     stats = {
         "clip_ratio": (is_clipped.float() * m).sum(),
         "kl": (kl * m).sum() if kl is not None else m.new_zeros(()),

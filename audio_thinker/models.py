@@ -117,6 +117,7 @@ def build_processor(tokenizer):
 def build_tiny_model(tokenizer, seed: int = 0):
     """A randomly initialised tiny ``Qwen2AudioForConditionalGeneration`` sized for ``tokenizer``."""
     from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+    from transformers.models.whisper.modeling_whisper import sinusoids
 
     torch.manual_seed(seed)
     pad, eos = tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -133,6 +134,15 @@ def build_tiny_model(tokenizer, seed: int = 0):
         audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
     )
     model = Qwen2AudioForConditionalGeneration(config)
+    tower = model.model.audio_tower
+    with torch.no_grad():
+        # Whisper's fixed sinusoidal positions (the random init is frozen at N(0, 0.02): too weak to locate events)
+        tower.embed_positions.weight.copy_(sinusoids(*tower.embed_positions.weight.shape))
+        # He-initialised convolutions: at std 0.02 the mel content leaving conv2 is ~1% of the positions and
+        # the encoder learns nothing for hundreds of steps (the "plateau" of tiny audio encoders)
+        for conv in (tower.conv1, tower.conv2):
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
     model.generation_config = GenerationConfig(
         eos_token_id=[eos, pad],
         pad_token_id=pad,

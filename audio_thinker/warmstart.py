@@ -2,8 +2,14 @@
 
     python -m audio_thinker.warmstart --out audio_thinker/assets/tiny-qwen2-audio
 
-Trains a randomly initialised tiny ``Qwen2AudioForConditionalGeneration`` on freshly generated synth-aqa
-items (never the same clip twice) with both output modes for every task, selected by the prompt:
+Two stages, both on freshly generated synth-aqa items (never the same clip twice):
+
+1. Encoder pretraining (a tiny stand-in for Whisper's pretraining): the audio tower and projector learn
+   frame-level event tagging (what sounds in each 40 ms audio token: kind and pitch class, loudness,
+   length, onsets) through small linear heads that are then discarded. From random init, the LM cannot
+   find the few audio tokens that matter while the encoder's features are still weak, and training sits
+   on a plateau where the model ignores the audio; pretrained features remove it.
+2. Supervised fine-tuning of the whole model with both output modes for every task, selected by the prompt:
 ``think`` → ``<think>gold trace</think><answer>…</answer>``, ``no-think`` → ``<answer>…</answer>``, and
 ``adaptive`` → either, at random, so that GRPO later has both behaviours to choose from. The loss is the
 cross-entropy on the completion tokens only. Deterministic for a given ``--seed`` and thread count.
@@ -37,13 +43,16 @@ from .prompts import INSTRUCTIONS, build_messages, format_target, user_text
 from .rewards import match_choice
 
 TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
+FRAME_KINDS = ["none", "low", "middle", "high", "noise", "chirp up", "chirp down"]
 MODE_WEIGHTS = {"think": 0.4, "no-think": 0.4, "adaptive": 0.2}
 
 
 @dataclass
 class WarmstartConfig:
     out: str = str(TINY_MODEL_DIR)
-    steps: int = 3000
+    encoder_steps: int = 300
+    encoder_batch_size: int = 64
+    steps: int = 1100
     batch_size: int = 32
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
@@ -135,6 +144,73 @@ class ItemStream(torch.utils.data.IterableDataset):
         }
 
 
+def frame_labels(events: list[synth.Event], n_frames: int) -> tuple[np.ndarray, ...]:
+    """Per audio-token labels: kind/pitch class, loud, long (-100 where undefined) and onset flags."""
+    frame = synth.CLIP_SECONDS / n_frames
+    kind, loud, long_ = np.zeros(n_frames, np.int64), np.full(n_frames, -100), np.full(n_frames, -100)
+    onset = np.zeros(n_frames, np.float32)
+    for ev in events:
+        label = (
+            ev.pitch if ev.kind == "tone" else ("noise" if ev.kind == "noise" else f"chirp {ev.direction}")
+        )
+        for j in range(n_frames):
+            if min(ev.onset + ev.duration, (j + 1) * frame) - max(ev.onset, j * frame) > frame / 2:
+                kind[j], loud[j] = FRAME_KINDS.index(label), int(ev.level == "loud")
+                if ev.kind == "tone":
+                    long_[j] = int(ev.length == "long")
+        onset[min(n_frames - 1, int(ev.onset / frame))] = 1.0
+    return kind, loud, long_, onset
+
+
+def pretrain_encoder(model, processor, cfg: WarmstartConfig) -> list[dict]:
+    """Stage 1: frame-level event tagging on the audio tower + projector; the heads are discarded."""
+    hidden = model.config.text_config.hidden_size
+    heads = torch.nn.ModuleList([torch.nn.Linear(hidden, n) for n in (len(FRAME_KINDS), 2, 2, 1)])
+    params = [*model.model.audio_tower.parameters(), *model.model.multi_modal_projector.parameters()]
+    opt = torch.optim.AdamW([*params, *heads.parameters()], lr=cfg.lr)
+    rng = np.random.default_rng([cfg.seed, 1])
+    tasks, log = list(synth.TASKS), []
+    for step in range(cfg.encoder_steps):
+        items = [
+            synth.generate_item(
+                str(rng.choice(tasks)), cfg.seed, 10_000_000 + step * cfg.encoder_batch_size + i, "encoder"
+            )
+            for i in range(cfg.encoder_batch_size)
+        ]
+        enc = processor.feature_extractor(
+            [a for _, a in items],
+            sampling_rate=synth.SAMPLE_RATE,
+            return_tensors="pt",
+            padding="max_length",
+            return_attention_mask=True,
+        )
+        x = torch.stack(encode_audio(model, enc["input_features"], enc["attention_mask"]))
+        labels = [frame_labels(synth.events_from_item(it), x.shape[1]) for it, _ in items]
+        kind, loud, long_, onset = (torch.tensor(np.stack([lab[k] for lab in labels])) for k in range(4))
+        logits = [h(x) for h in heads]
+        loss = (
+            F.cross_entropy(logits[0].transpose(1, 2), kind)
+            + F.cross_entropy(logits[1].transpose(1, 2), loud, ignore_index=-100)
+            + F.cross_entropy(logits[2].transpose(1, 2), long_, ignore_index=-100)
+            + F.binary_cross_entropy_with_logits(logits[3].squeeze(-1), onset)
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 50 == 0:
+            events = kind > 0
+            acc = float((logits[0].argmax(-1) == kind)[events].float().mean())
+            log.append(
+                {
+                    "encoder_step": step + 1,
+                    "loss": round(loss.item(), 4),
+                    "event_frame_accuracy": round(acc, 3),
+                }
+            )
+            print(json.dumps(log[-1]), flush=True)
+    return log
+
+
 def lm_loss(model, batch: dict) -> torch.Tensor:
     """Cross-entropy on completion tokens, through the split audio path (encoder once per clip)."""
     feats = encode_audio(model, batch["input_features"], batch["feature_attention_mask"])
@@ -187,6 +263,7 @@ def train(cfg: WarmstartConfig) -> dict:
     model = build_tiny_model(tokenizer, seed=cfg.seed).train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tiny Qwen2-Audio: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}", flush=True)
+    encoder_log = pretrain_encoder(model, processor, cfg)
 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n]
     no_decay = [
@@ -249,6 +326,7 @@ def train(cfg: WarmstartConfig) -> dict:
         "steps_done": step,
         "minutes": round((time.time() - t_start) / 60, 1),
         "parameters": n_params,
+        "encoder_pretraining": encoder_log,
         "final_quick_eval": final_eval,
         "torch_threads": torch.get_num_threads(),
     }

@@ -21,19 +21,47 @@ def test_tiny_yaml_is_the_default_config():
 @pytest.mark.parametrize("name", ["qwen2-audio-7b.yaml", "qwen2.5-omni-7b.yaml"])
 def test_paper_recipes_carry_the_paper_hyperparameters(name):
     cfg = load_config(CONFIGS / name)
-    assert (cfg.learning_rate, cfg.num_generations, cfg.beta, cfg.temperature, cfg.max_steps) == (1e-6, 8, 0.04, 1.0, 1000)
+    assert (cfg.learning_rate, cfg.num_generations, cfg.beta, cfg.temperature, cfg.max_steps) == (
+        1e-6,
+        8,
+        0.04,
+        1.0,
+        1000,
+    )
     assert (cfg.lora, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules) == (True, 8, 32, "all-linear")
     assert cfg.prompts_per_step * cfg.num_generations == 16  # effective batch 16
     assert cfg.reward_set == "full"
 
 
 def test_command_line_overrides_yaml(tmp_path):
-    args = vars(_parser().parse_args(["--out", "x", "--lora", "--epsilon-high", "0.28", "--eval-modes", "[think]",
-                                      "--judge-model", "null", "--adam-betas", "[0.9, 0.95]", "--max-steps", "7"]))
+    args = vars(
+        _parser().parse_args(
+            [
+                "--out",
+                "x",
+                "--lora",
+                "--epsilon-high",
+                "0.28",
+                "--eval-modes",
+                "[think]",
+                "--judge-model",
+                "null",
+                "--adam-betas",
+                "[0.9, 0.95]",
+                "--max-steps",
+                "7",
+            ]
+        )
+    )
     args.pop("config"), args.pop("no_report")
     cfg = load_config(DEFAULT_CONFIG, args)
     assert cfg.lora is True and cfg.epsilon_high == 0.28 and cfg.eval_modes == ["think"]
-    assert cfg.judge_model is None and list(cfg.adam_betas) == [0.9, 0.95] and cfg.max_steps == 7 and cfg.out == "x"
+    assert (
+        cfg.judge_model is None
+        and list(cfg.adam_betas) == [0.9, 0.95]
+        and cfg.max_steps == 7
+        and cfg.out == "x"
+    )
 
 
 def test_bad_configs_are_refused_with_the_reason(tmp_path):
