@@ -88,6 +88,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from . import synth
 from .rewards import answer_tokens, match_choice, parse_completion
 
 __all__ = [
@@ -213,27 +214,8 @@ def make_judge(name: str, **kwargs: Any) -> Judge:
 # --------------------------------------------------------------------------------------------------
 # Oracle: parsing
 
-PITCH_ORDER = {"low": 0, "middle": 1, "high": 2}
-SOUND_TYPES = {
-    "tone": "a steady tone",
-    "noise": "a noise burst",
-    "chirp": "a sweeping chirp",
-    "none": "only background hiss",
-}
-ORDINALS = ["the first", "the second", "the third", "the fourth", "the fifth", "the sixth"]
-TASK_QUESTIONS = {
-    "What do you hear in the recording?": "sound_type",
-    "Is the tone low, middle or high in pitch?": "pitch_level",
-    "Is the tone loud or quiet?": "loudness",
-    "How many beeps are there?": "count",
-    "Is the second beep higher or lower in pitch than the first?": "compare_pitch",
-    "Which beep is the longest?": "longest",
-    "What is the difference between the number of high beeps and the number of low beeps?": (
-        "high_low_difference"
-    ),
-    "What is the pitch pattern of the three beeps?": "pitch_pattern",
-    "Which beep has a different pitch from the others?": "odd_one_out",
-}
+PITCH_ORDER, SOUND_TYPES, ORDINALS = synth.PITCH_ORDER, synth.SOUND_TYPES, synth.ORDINALS
+TASK_QUESTIONS = {task.question: name for name, task in synth.TASKS.items()}
 KNOWN_TASKS = frozenset(TASK_QUESTIONS.values())
 # derivation sentences each task's answer relies on (they must agree with the claims for R_c)
 TASK_STATEMENTS = {

@@ -54,8 +54,7 @@ TINY_AUDIO_CONFIG = dict(
     encoder_attention_heads=4,
     encoder_ffn_dim=512,
     d_model=128,
-    max_source_positions=150,  # 300 mel frames = 3.0 s at a 10 ms hop
-)
+)  # max_source_positions = 50 per second of clip (150 for 3 s: 300 mel frames at a 10 ms hop)
 TINY_TEXT_CONFIG = dict(
     hidden_size=192,
     intermediate_size=576,
@@ -105,24 +104,30 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE):
     return fast
 
 
-def build_processor(tokenizer):
+def build_processor(tokenizer, clip_seconds: int = CLIP_SECONDS_TINY):
+    """A ``Qwen2AudioProcessor`` whose Whisper feature extractor window is ``clip_seconds``."""
     from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
 
-    fe = WhisperFeatureExtractor(
-        feature_size=TINY_AUDIO_CONFIG["num_mel_bins"], chunk_length=CLIP_SECONDS_TINY
-    )
+    fe = WhisperFeatureExtractor(feature_size=TINY_AUDIO_CONFIG["num_mel_bins"], chunk_length=clip_seconds)
     return Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 
-def build_tiny_model(tokenizer, seed: int = 0):
-    """A randomly initialised tiny ``Qwen2AudioForConditionalGeneration`` sized for ``tokenizer``."""
+def build_tiny_model(tokenizer, seed: int = 0, clip_seconds: int = CLIP_SECONDS_TINY):
+    """A randomly initialised tiny ``Qwen2AudioForConditionalGeneration`` sized for ``tokenizer``.
+
+    The encoder takes ``clip_seconds`` of audio (50 positions a second after its stride-2 convolution).
+    """
     from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
     from transformers.models.whisper.modeling_whisper import sinusoids
 
     torch.manual_seed(seed)
     pad, eos = tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")
     config = Qwen2AudioConfig(
-        audio_config={"model_type": "qwen2_audio_encoder", **TINY_AUDIO_CONFIG},
+        audio_config={
+            "model_type": "qwen2_audio_encoder",
+            **TINY_AUDIO_CONFIG,
+            "max_source_positions": 50 * clip_seconds,
+        },
         text_config={
             "model_type": "qwen2",
             "vocab_size": len(tokenizer),

@@ -38,46 +38,21 @@ import torch  # noqa: E402
 
 from audio_thinker import grpo, synth  # noqa: E402
 from audio_thinker.models import (  # noqa: E402
-    CHAT_TEMPLATE,
     SPECIAL_TOKENS,
-    TINY_AUDIO_CONFIG,
-    TINY_TEXT_CONFIG,
+    build_processor,
+    build_tiny_model,
     build_tokenizer,
 )
 from audio_thinker.prompts import build_messages  # noqa: E402
 from audio_thinker.warmstart import tokenizer_corpus  # noqa: E402
 
 CLIP_SECONDS = 30
-AUDIO_CONFIG_30S = {**TINY_AUDIO_CONFIG, "max_source_positions": 1500}  # 3000 mel frames at a 10 ms hop
 
 
 def build_30s_model(seed: int):
-    """The tiny audio LM recipe (``build_tokenizer``/``build_processor``/``build_tiny_model``) with 30-s clips."""
-    from transformers import (
-        Qwen2AudioConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        WhisperFeatureExtractor,
-    )
-
+    """The tiny audio LM recipe with a 30-s encoder window (1500 positions, 750 audio tokens)."""
     tok = build_tokenizer(tokenizer_corpus(seed=1, n_per_task=50))
-    fe = WhisperFeatureExtractor(feature_size=AUDIO_CONFIG_30S["num_mel_bins"], chunk_length=CLIP_SECONDS)
-    processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    pad, eos = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
-    config = Qwen2AudioConfig(
-        audio_config={"model_type": "qwen2_audio_encoder", **AUDIO_CONFIG_30S},
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tok),
-            "pad_token_id": pad,
-            "eos_token_id": eos,
-            "bos_token_id": None,
-            **TINY_TEXT_CONFIG,
-        },
-        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
-    )
-    torch.manual_seed(seed)
-    return Qwen2AudioForConditionalGeneration(config), processor
+    return build_tiny_model(tok, seed=seed, clip_seconds=CLIP_SECONDS), build_processor(tok, CLIP_SECONDS)
 
 
 def make_batch(processor, n_prompts: int, group: int, length: int, seed: int):
