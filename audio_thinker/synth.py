@@ -254,7 +254,8 @@ def _odd_one_out(rng):
     common, odd = rng.choice(list(PITCH_RANGES), size=2, replace=False).tolist()
     k = int(rng.integers(4))
     specs = [_tone_spec(rng, odd if i == k else common) for i in range(4)]
-    why = f"Three beeps are {common}, beep {k + 1} is {odd}."
+    # the odd pitch first, then where it is: each step is a local look-up for a small model
+    why = f"Three beeps are {common}, the {odd} one is beep {k + 1}."
     return specs, ORDINALS[:4], ORDINALS[k], why
 
 
@@ -317,6 +318,11 @@ def gold_trace(task: str, events: Sequence[Event], answer: str, derivation: str)
             heard = f"At {ev.onset:.1f} s: a steady tone." if ev.kind == "tone" else describe_event(ev, 1)
         return f"{heard} So the answer is {answer}."
     sentences = [describe_event(ev, k + 1, TRACE_ATTRIBUTES[task]) for k, ev in enumerate(events)]
+    if task == "high_low_difference":  # a running tally, so that counting is one local step per beep
+        high = low = 0
+        for k, ev in enumerate(events):
+            high, low = high + (ev.pitch == "high"), low + (ev.pitch == "low")
+            sentences[k] = sentences[k][:-1] + f" ({high} high, {low} low)."
     n = len(events)
     sentences.append(f"That is {n} beep{'s' if n != 1 else ''}.")
     if derivation:

@@ -230,7 +230,7 @@ def quick_eval(model, processor, per_task: int, seed: int = 4242) -> dict:
     """Greedy accuracy by difficulty in think and no-think mode on a small fixed set."""
     from .inference import AudioLM
 
-    lm = AudioLM(model, processor, max_new_tokens=120)
+    lm = AudioLM(model, processor, max_new_tokens=160)
     items = [synth.generate_item(t, seed, i, "val") for t in synth.TASKS for i in range(per_task)]
     out = {}
     for mode in ("think", "no-think"):

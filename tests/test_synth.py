@@ -181,7 +181,7 @@ def test_gold_trace_enumerates_then_derives():
     item, _ = synth.generate_item("high_low_difference", 3, 0)
     trace = item["reasoning"]
     for k, ev in enumerate(item["events"], 1):
-        assert f"Beep {k} at {ev['onset']:.1f} s: {ev['pitch']}." in trace
+        assert f"Beep {k} at {ev['onset']:.1f} s: {ev['pitch']} (" in trace
     assert trace.index("That is") > trace.index(f"Beep {len(item['events'])} at")
     assert trace.endswith(f"So the answer is {item['answer']}.")
 
