@@ -111,6 +111,10 @@ class GRPOConfig:
             )
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2 (advantages are relative within a group)")
+        if self.judge == "oracle" and self.judge_model:
+            raise ValueError(
+                "the oracle judge takes no judge_model (it reads the items' ground-truth events)"
+            )
         if self.num_iterations < 1 or self.max_steps < 1 or self.prompts_per_step < 1:
             raise ValueError("num_iterations, max_steps and prompts_per_step must be positive")
 
@@ -615,7 +619,8 @@ def train(cfg: GRPOConfig) -> dict:
             policy_to_save = policy_to_save.merge_and_unload()
         policy_to_save.save_pretrained(final)
         processor.save_pretrained(final)
-        (out / "history.jsonl").open("a").write("".join(json.dumps(h) + "\n" for h in history))
+        with (out / "history.jsonl").open("a") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
     accelerator.end_training()
     return {"final": str(final), "steps": cfg.max_steps, "history": history}
 

@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     if cfg.resume is None and (Path(cfg.out) / "final").exists():
         p.exit(2, f"error: {cfg.out}/final exists; choose another --out or pass --resume latest\n")
     result = train(cfg)
-    if not no_report and int(os.environ.get("RANK", "0")) == 0:
+    if not no_report and cfg.eval_per_task > 0 and int(os.environ.get("RANK", "0")) == 0:
         from .report import write_report
 
         path = write_report(cfg, result["history"])
