@@ -25,16 +25,24 @@ and ``0.2 seconds`` all read as ``0.2 s``; the unit may be left out. Recognised 
 * event claims: ``Beep 2 at 0.9 s: high.`` / ``Beep 1 at 0.2 s: middle, long.`` / ``Beep 3 at 1.4 s.``
   (a tone; attributes low|middle|high, short|long, loud|quiet; ``mid``/``medium`` = middle),
   ``At 0.4 s: a noise burst.``, ``At 0.2 s: a chirp sweeping up.``, ``At 0.3 s: a steady tone.``;
+* a running tally inside a beep claim: ``Beep 2 at 0.4 s: high (2 high, 0 low).`` — the high and low
+  beeps counted up to and including this one. Tolerant: spaces inside optional, ``highs``/``lows``, either
+  order (``(0 low, 2 high)``), separator ``,`` / ``and`` / ``/`` / none; also accepted without attributes
+  (``Beep 2 at 0.4 s (2 high, 0 low).``). The tally is not an attribute word. Any other parenthesised
+  group in a beep claim is one unknown attribute. Tallies are optional: a beep without one simply has no
+  tally check;
 * ``I hear no sound event, only background hiss.`` (claims there are no events);
 * ``That is 4 beeps.`` (beeps/tones count tones; events/sounds count all events);
 * derivations: ``High beeps: 3.`` ``Low beeps: 2.`` ``3 - 2 = 1.``, ``From beep 1 to beep 2 it goes up``
-  (one clause each), ``Three beeps are low, beep 3 is high.``, ``The long one is beep 2.``,
+  (one clause each), ``Three beeps are low, the high one is beep 3.`` (also the older ``Three beeps are
+  low, beep 3 is high.``), ``The long one is beep 2.``,
   ``High is higher than low.`` / ``Beep 2 is higher than beep 1.``;
 * the conclusion ``So the answer is X.`` (also ``the answer is X``).
 
 Claimed events are aligned with the true events by order of appearance (the k-th event sentence ↔ true
 event k; the number after "Beep" is not used), and "beep k" in a derivation means the k-th claimed
-event. Any other non-empty sentence is *unsupported*.
+event; a tally in the k-th event sentence counts events 1..k in that order. Any other non-empty sentence
+is *unsupported*.
 
 **Consistency R_c.** The answer is derived from the trace's own claims, never from the ground truth,
 with the logic of the item's task (``sub-category``):
@@ -52,21 +60,27 @@ The derived answer must be one of the choices (same tokens), else the claims det
 R_c = 1 iff an answer is derived, ``rewards.match_choice(answer, derived, choices)`` holds, every
 ``So the answer is X`` in the trace also matches it, and every derivation sentence the task relies on
 agrees with the claims (count: ``That is N beeps``; compare_pitch: the comparison; longest: ``The long
-one is beep k``; high_low_difference: the counts and the subtraction; pitch_pattern: the steps;
-odd_one_out: the odd-one sentence). Otherwise 0 (including gibberish and empty traces).
+one is beep k``; high_low_difference: every tally — h and l must be the numbers of beeps claimed high /
+low among claimed events 1..k, each of which must have a stated pitch — the counts and the subtraction;
+pitch_pattern: the steps; odd_one_out: the odd-one sentence, either form). Tallies in other tasks do not
+enter R_c (they are still quality checks). Otherwise 0 (including gibberish and empty traces).
 
 **Quality R_t.** A list of pass/fail checks against the true events:
 
 * per claimed event k with a true event k: kind (beep = tone, noise, chirp) correct; onset (when
   stated) within ±0.15 s; each distinct stated attribute (pitch, length, loudness, chirp direction)
   correct; each unknown attribute word fails (conflicting words such as "high, low" are each checked,
-  and leave the attribute undetermined for R_c);
+  and leave the attribute undetermined for R_c); each tally passes iff h and l are the true numbers of
+  high and low beeps among true events 1..k (a beep without a tally has no tally check; the tallies of an
+  extra event are covered by its one "extra" failure);
 * each claimed event beyond the true count (extra) fails once; each true event not claimed (missing)
   fails once;
 * the no-event sentence passes iff there is no true event; ``That is N beeps`` passes iff N is the true
   count; each derivation sentence passes iff it is true of the true events (``a - b = c`` needs
   a = max(#high, #low), b = min, c = a − b; a pitch comparison needs the stated pitches to be the true
-  ones); a derivation sentence repeated word for word fails on each repeat;
+  ones; the odd-one sentence, either form, needs beep k to be the only beep with the odd pitch Y, the
+  others X, and the stated number of X beeps right); a derivation sentence repeated word for word fails
+  on each repeat;
 * each unsupported sentence fails once;
 * the conclusion ``So the answer is X`` is *not* a check, so quality does not depend on the answer
   except through the facts stated on the way.
@@ -222,7 +236,7 @@ TASK_STATEMENTS = {
     "count": {"count"},
     "compare_pitch": {"compare", "compare_beeps"},
     "longest": {"longest"},
-    "high_low_difference": {"high", "low", "diff"},
+    "high_low_difference": {"tally", "high", "low", "diff"},  # "tally": the running tallies in beep claims
     "pitch_pattern": {"step"},
     "odd_one_out": {"odd"},
 }
@@ -294,9 +308,15 @@ _RE_STEP = re.compile(
     rf"^from beep {_INT} to beep {_INT},? (?:it |the pitch )?(?:(?:goes|steps|moves|is) (up|down)(?:wards?)?|(rises|falls))"
     r"(?: in pitch)?$"
 )
-_RE_ODD = re.compile(
+_RE_ODD = re.compile(  # "three beeps are low, beep 3 is high" (older gold form)
     rf"^(\w+) beeps? (?:are|is) {_PITCH}(?:,? (?:and|but|while|whereas))?,? beep {_INT} is {_PITCH}$"
 )
+_RE_ODD_NAMED = re.compile(  # "three beeps are low, the high one is beep 3" (gold form)
+    rf"^(\w+) beeps? (?:are|is) {_PITCH}(?:,? (?:and|but|while|whereas))?,?"
+    rf" the {_PITCH} (?:one|beep) is beep {_INT}$"
+)
+_RE_TALLY = re.compile(rf"\( ?{_INT} ?(high|low)s? ?(?:, and |, | and | ?/ ?| )?{_INT} ?(high|low)s? ?\)")
+_RE_PAREN = re.compile(r"\([^()]*\)?")
 _RE_LONGEST = re.compile(
     rf"^(?:the )?(?:long|longest|longer) (?:one|beep) is beep {_INT}$|^beep {_INT} is the (?:long|longest)(?: one)?$"
 )
@@ -322,6 +342,7 @@ class _Claim:
     ev: _Ev
     stated: list[tuple[str, str]] = field(default_factory=list)  # (attribute, value) in order
     unknown: list[str] = field(default_factory=list)
+    tallies: list[tuple[int, int]] = field(default_factory=list)  # running (high, low) counts, as stated
 
 
 @dataclass
@@ -359,9 +380,30 @@ def _number(word: str) -> int | None:
     return int(word) if word.isascii() and word.isdigit() and len(word) <= 3 else _NUMBER_WORDS.get(word)
 
 
-def _tone_claim(attrs: str | None) -> _Claim:
-    claim = _Claim(_Ev("tone"))
-    for word in re.split(r"[ ,]+", attrs or ""):
+def _split_tallies(s: str) -> tuple[str, list[tuple[int, int]]]:
+    """The sentence without its running tallies, and the tallies as (high, low)."""
+    tallies: list[tuple[int, int]] = []
+
+    def take(m: re.Match[str]) -> str:
+        a, word_a, b, word_b = m.groups()
+        if word_a == word_b:  # "(1 high, 2 high)" is no tally
+            return m.group(0)
+        tallies.append((int(a), int(b)) if word_a == "high" else (int(b), int(a)))
+        return " "
+
+    rest = _RE_TALLY.sub(take, s)
+    if tallies:
+        rest = re.sub(r" ?: ?", ": ", _SPACES.sub(" ", rest)).replace(" ,", ",").strip(" ,:")
+    return rest, tallies
+
+
+def _tone_claim(attrs: str | None, tallies: list[tuple[int, int]]) -> _Claim:
+    claim = _Claim(_Ev("tone"), tallies=tallies)
+    attrs = attrs or ""
+    if "(" in attrs:  # a parenthesised group that is not a tally is one unknown attribute
+        claim.unknown.extend(g.strip() for g in _RE_PAREN.findall(attrs))
+        attrs = _RE_PAREN.sub(" ", attrs)
+    for word in re.split(r"[ ,]+", attrs):
         if not word or word in _FILLER:
             continue
         if word in _ATTR_WORDS:
@@ -396,8 +438,9 @@ def _parse(text: str) -> _Trace:
     trace = _Trace()
     seen: set[str] = set()
     for s in _sentences(text):
-        if m := _RE_BEEP.match(s):
-            claim = _tone_claim(m.group(3))
+        rest, tallies = _split_tallies(s) if s.startswith("beep ") else (s, [])
+        if m := _RE_BEEP.match(rest):
+            claim = _tone_claim(m.group(3), tallies)
             claim.ev.onset = float(m.group(2)) if m.group(2) else None
             trace.claims.append(claim)
             continue
@@ -422,6 +465,8 @@ def _parse(text: str) -> _Trace:
             stmt = ("step", int(m.group(1)), int(m.group(2)), word)
         elif m := _RE_ODD.match(s):
             stmt = ("odd", _number(m.group(1)), m.group(2), int(m.group(3)), m.group(4))
+        elif m := _RE_ODD_NAMED.match(s):
+            stmt = ("odd", _number(m.group(1)), m.group(2), int(m.group(4)), m.group(3))
         elif m := _RE_LONGEST.match(s):
             stmt = ("longest", int(m.group(1) or m.group(2)))
         elif m := _RE_COMPARE.match(s):
@@ -478,6 +523,11 @@ def _pitch_counts(world: list[_Ev]) -> tuple[int, int] | None:
     if any(e.pitch is None for e in tones):
         return None
     return sum(e.pitch == "high" for e in tones), sum(e.pitch == "low" for e in tones)
+
+
+def _tally_holds(world: list[_Ev], k: int, tally: tuple[int, int]) -> bool:
+    """Whether (high, low) are the numbers of high and low beeps among events 1..k of ``world``."""
+    return 1 <= k <= len(world) and _pitch_counts(world[:k]) == tally
 
 
 def _at(world: list[_Ev], k: int) -> _Ev | None:
@@ -612,6 +662,11 @@ def _short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _tally_text(world: list[_Ev], k: int) -> str:
+    counts = _pitch_counts(world[:k])
+    return f"{counts[0]} high, {counts[1]} low" if counts else "undetermined"
+
+
 def _quality_checks(
     trace: _Trace, truth: list[_Ev], tolerance: float = ONSET_TOLERANCE
 ) -> tuple[int, int, list[str]]:
@@ -644,6 +699,11 @@ def _quality_checks(
             check(value == actual, f"{name} {key}: said {value}, is {actual or 'n/a'}")
         for word in claim.unknown:
             check(False, f"{name}: unknown attribute {_short(word, 20)!r}")
+        for high, low in claim.tallies:
+            check(
+                _tally_holds(truth, k, (high, low)),
+                f"{name} tally: said {high} high, {low} low, is {_tally_text(truth, k)}",
+            )
     for k in range(len(trace.claims) + 1, len(truth) + 1):
         check(False, f"event {k} missing")
     for _ in range(trace.no_event):
@@ -714,6 +774,11 @@ class OracleJudge:
         if derived is None:
             return 0, "claims do not determine an answer"
         world = [c.ev for c in trace.claims]
+        if "tally" in TASK_STATEMENTS.get(task, ()):
+            for k, claim in enumerate(trace.claims, 1):
+                for high, low in claim.tallies:
+                    if not _tally_holds(world, k, (high, low)):
+                        return 0, f"tally of beep {k} ({high} high, {low} low) contradicts the claims"
         for stmt in trace.statements:
             if stmt[0] in TASK_STATEMENTS.get(task, ()) and not _holds(stmt, world):
                 return 0, f"{_short(stmt[-1])!r} contradicts the claims"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 
 import pytest
@@ -83,7 +84,7 @@ def trace_for(task: str, events: list[synth.Event]) -> tuple[str, str]:
         pitches = [e.pitch for e in events]
         k = next(i for i, p in enumerate(pitches) if pitches.count(p) == 1)
         common = next(p for p in pitches if p != pitches[k])
-        answer, why = synth.ORDINALS[k], f"Three beeps are {common}, beep {k + 1} is {pitches[k]}."
+        answer, why = synth.ORDINALS[k], f"Three beeps are {common}, the {pitches[k]} one is beep {k + 1}."
     else:
         raise AssertionError(task)
     return synth.gold_trace(task, events, answer, why), answer
@@ -417,6 +418,176 @@ def test_internally_contradictory_derivation_is_inconsistent(oracle, items):
     assert v.quality < 1.0
 
 
+# ---------------------------------------------------------------- oracle: running tallies (high_low_difference)
+
+
+TALLY = re.compile(r" \((\d+) high, (\d+) low\)")
+
+
+def without_tallies(trace: str) -> str:
+    return TALLY.sub("", trace)
+
+
+def test_gold_tallies_are_parsed_as_checks_not_attribute_words(oracle, items):
+    for item in items["high_low_difference"]:
+        trace = item["reasoning"]
+        assert len(TALLY.findall(trace)) == len(item["events"])
+        v = judged(oracle, item, trace)
+        assert (v.consistent, v.quality, v.detail) == (1, 1.0, "ok"), v
+        (claim, *_) = judge_mod._parse(trace.lower()).claims
+        assert claim.unknown == [] and len(claim.tallies) == 1
+
+
+def test_trace_without_tallies_still_scores_perfectly(oracle, items):
+    """Tallies are optional: a beep without one has no tally check."""
+    for item in items["high_low_difference"]:
+        think = without_tallies(item["reasoning"])
+        assert "(" not in think
+        v = judged(oracle, item, think)
+        assert (v.consistent, v.quality) == (1, 1.0), (think, v)
+    # some beeps with a tally, some without
+    item = items["high_low_difference"][0]
+    first = TALLY.search(item["reasoning"])  # only beep 1 keeps its tally
+    think = item["reasoning"][: first.end()] + without_tallies(item["reasoning"][first.end() :])
+    assert TALLY.findall(think) == [first.groups()]
+    assert score(oracle, item["question"], item["choices"], think, item["answer"], item) == (1, 1.0)
+
+
+def test_wrong_tally_contradicting_claims_is_inconsistent_and_costs_quality(oracle, items):
+    for item in items["high_low_difference"]:
+        trace = item["reasoning"]
+        matches = list(TALLY.finditer(trace))
+        for m in (matches[0], matches[-1]):
+            high, low = int(m.group(1)), int(m.group(2))
+            think = trace[: m.start()] + f" ({high + 1} high, {low} low)" + trace[m.end() :]
+            v = judged(oracle, item, think)
+            assert v.consistent == 0, (think, v)
+            assert v.quality == 0.9, (think, v)  # one failed check among 4n + 4
+            assert "tally" in v.detail
+        # the tally swapped high and low (same total): still wrong where the counts differ
+        m = matches[-1]
+        if m.group(1) != m.group(2):
+            think = trace[: m.start()] + f" ({m.group(2)} high, {m.group(1)} low)" + trace[m.end() :]
+            assert judged(oracle, item, think).consistent == 0
+
+
+def test_tally_following_wrong_claims_is_consistent_but_wrong(oracle):
+    item = next(
+        it
+        for seed in range(50)
+        if (it := synth.generate_item("high_low_difference", seed, 0)[0])["answer"] != "0"
+        and len(it["events"]) == 5
+    )
+    events = consistently_wrong("high_low_difference", item)
+    flipped = next(
+        k for k, (a, b) in enumerate(zip(events, item["events"], strict=True)) if a.pitch != b["pitch"]
+    )
+    think, answer = trace_for("high_low_difference", events)
+    v = judged(oracle, item, think, answer)
+    assert v.consistent == 1, v
+    assert "tally" in v.detail and f"beep {flipped + 1} tally" in v.detail
+    # without the tallies the same wrong pitch costs fewer checks relative to the total
+    bare = judged(oracle, item, without_tallies(think), answer)
+    assert bare.consistent == 1 and bare.quality >= v.quality
+
+
+def test_tolerant_tally_forms(oracle, items):
+    def low_first(m: re.Match) -> str:
+        return f" ({m.group(2)} lows,{m.group(1)}highs )"
+
+    edits = [
+        lambda t: TALLY.sub(low_first, t),
+        lambda t: TALLY.sub(lambda m: f"({m.group(1)} high and {m.group(2)} low)", t),
+        lambda t: TALLY.sub(lambda m: f" ( {m.group(1)} HIGH / {m.group(2)} LOW )", t),
+        lambda t: TALLY.sub(lambda m: f" ({m.group(1)} high {m.group(2)} low)", t),
+        lambda t: t.replace(" (", " ( ").replace(", ", " , "),
+    ]
+    for item in items["high_low_difference"][:10]:
+        for edit in edits:
+            think = edit(item["reasoning"])
+            assert think != item["reasoning"]
+            v = judged(oracle, item, think)
+            assert (v.consistent, v.quality) == (1, 1.0), (think, v)
+    # a tally before the colon, or with no attributes, is part of the beep claim too
+    item = items["high_low_difference"][0]
+    moved = re.sub(r": (high|low|middle)( \(\d+ high, \d+ low\))", r"\2: \1", item["reasoning"])
+    assert moved != item["reasoning"]
+    assert score(oracle, item["question"], item["choices"], moved, item["answer"], item) == (1, 1.0)
+    bare = re.sub(r": (?:high|low|middle) \(", " (", item["reasoning"])
+    v = judged(oracle, item, bare)
+    assert v.consistent == 0 and v.quality == 1.0  # pitches unstated: no answer, but nothing false
+
+
+def test_malformed_tally_is_one_unknown_attribute(oracle, items):
+    item = items["high_low_difference"][0]
+    m = TALLY.search(item["reasoning"])
+    for bad in (" (1 high)", " (1 high, 2 high)", " (lots of beeps)"):
+        think = item["reasoning"][: m.start()] + bad + item["reasoning"][m.end() :]
+        v = judged(oracle, item, think)
+        assert v.consistent == 1 and v.quality == 0.9, (think, v)
+        assert "unknown attribute" in v.detail and "+" not in v.detail
+
+
+def test_tally_in_other_tasks_is_a_quality_check_only(oracle, items):
+    item = items["count"][0]
+    events = item["events"]
+    high = sum(e["pitch"] == "high" for e in events[:1])
+    right = item["reasoning"].replace(" s.", f" s ({high} high, {1 - high} low).", 1)
+    assert right != item["reasoning"]
+    assert score(oracle, item["question"], item["choices"], right, item["answer"], item) == (1, 1.0)
+    wrong = item["reasoning"].replace(" s.", " s (5 high, 5 low).", 1)
+    v = judged(oracle, item, wrong)
+    assert v.consistent == 1 and v.quality < 1.0 and "tally" in v.detail
+
+
+def test_tally_on_extra_beep_fails_once(oracle, items):
+    item = items["high_low_difference"][0]
+    n = len(item["events"])
+    high = sum(e["pitch"] == "high" for e in item["events"])
+    low = sum(e["pitch"] == "low" for e in item["events"])
+    extra = f"Beep {n + 1} at 2.8 s: middle ({high} high, {low} low). "
+    think = item["reasoning"].replace("That is", extra + "That is")
+    v = judged(oracle, item, think)
+    assert "extra" in v.detail and "tally" not in v.detail
+    # one failure among the 4n + 4 checks of the gold trace plus one
+    assert v.quality == min(0.9, judge_mod.quantize_quality((4 * n + 4) / (4 * n + 5)))
+
+
+# ---------------------------------------------------------------- oracle: odd one out
+
+
+def test_odd_one_sentence_new_and_old_forms(oracle, items):
+    for item in items["odd_one_out"]:
+        trace = item["reasoning"]
+        m = re.search(r"Three beeps are (\w+), the (\w+) one is beep (\d)\.", trace)
+        assert m, trace
+        common, odd, k = m.group(1), m.group(2), int(m.group(3))
+        old = trace.replace(m.group(0), f"Three beeps are {common}, beep {k} is {odd}.")
+        for think in (trace, old, trace.replace(" one is beep", " beep is beep")):
+            v = judged(oracle, item, think)
+            assert (v.consistent, v.quality) == (1, 1.0), (think, v)
+        # wrong position: contradicts the claims and is false
+        other = k % 4 + 1
+        for wrong in (
+            trace.replace(m.group(0), f"Three beeps are {common}, the {odd} one is beep {other}."),
+            trace.replace(m.group(0), f"Three beeps are {common}, beep {other} is {odd}."),
+            trace.replace(m.group(0), f"Three beeps are {odd}, the {common} one is beep {k}."),
+        ):
+            v = judged(oracle, item, wrong)
+            assert v.consistent == 0 and v.quality == 0.9, (wrong, v)
+            assert "wrong" in v.detail
+
+
+def test_odd_one_sentence_consistent_with_wrong_claims(oracle, items):
+    for item in items["odd_one_out"][:10]:
+        events = consistently_wrong("odd_one_out", item)
+        think, answer = trace_for("odd_one_out", events)
+        assert ", the " in think
+        v = judged(oracle, item, think, answer)
+        assert v.consistent == 1 and v.quality < 1.0, (think, v)
+        assert any("wrong: 'three beeps are" in part for part in v.detail.split("; ")), v
+
+
 # ---------------------------------------------------------------- oracle: parsing
 
 
@@ -545,6 +716,13 @@ FRAGMENTS = [
     "9 - 9 = 0",
     "From beep 1 to beep 2 it goes up, from beep 2 to beep 9 it goes down.",
     "Three beeps are low, beep 3 is high.",
+    "Three beeps are middle, the low one is beep 2.",
+    "two beeps are high the high one is beep 9",
+    "Beep 2 at 0.4 s: high (2 high, 0 low).",
+    "beep 4 at 1.1s: low ( 3 lows,1highs )",
+    "Beep 1 at 0.1 s (0 high and 1 low)",
+    "beep 3: (1 high, 1 high) (2 low",
+    "(999 high, 999 low)",
     "five beeps are high beep 0 is low",
     "The long one is beep 2.",
     "The long one is beep 0.",
