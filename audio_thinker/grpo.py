@@ -38,6 +38,7 @@ from .rewards import (
     match_choice,
     parse_completion,
     shows_think,
+    total_reward,
 )
 
 # reward set -> (prompt mode, uses ATAR, uses R_c, uses R_t); Table 1 of the paper
@@ -173,7 +174,10 @@ def score_completions(
     w_t = cfg.w_quality if use_rt else 0.0
     # the R1-AQA recipe (no ATAR) adds accuracy and format with weight 1
     w_f = cfg.w_format if use_atar else 1.0
-    total = [a * (1 + w_c * c) + w_f * f + w_t * t for a, c, f, t in zip(r_a, r_c, r_f, r_t, strict=True)]
+    total = [
+        total_reward(a, c, f, t, w_c=w_c, w_f=w_f, w_t=w_t)
+        for a, c, f, t in zip(r_a, r_c, r_f, r_t, strict=True)
+    ]
     return {
         "total": total,
         "accuracy_reward": r_a,
