@@ -52,7 +52,7 @@ def _bar_plot(results: dict, key: str, title: str, path: Path) -> None:
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(3)], synth.DIFFICULTIES)
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(series), loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -296,3 +296,47 @@ def test_config_validation_names_the_problem():
         GRPOConfig(reward_set="nope").validate()
     with pytest.raises(ValueError, match="num_generations"):
         GRPOConfig(num_generations=1).validate()
+
+
+def test_train_cli_writes_final_and_report(random_model_dir, tmp_path):
+    from audio_thinker.train import main
+
+    out = tmp_path / "run"
+    main(
+        [
+            "--out",
+            str(out),
+            "--model",
+            random_model_dir,
+            "--max-steps",
+            "1",
+            "--prompts-per-step",
+            "2",
+            "--num-generations",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--eval-per-task",
+            "1",
+            "--log-with",
+            "tensorboard",
+        ]
+    )
+    for name in (
+        "final/model.safetensors",
+        "config.json",
+        "history.jsonl",
+        "completions.jsonl",
+        "report.md",
+        "accuracy_by_difficulty.png",
+        "no_think_rate_by_difficulty.png",
+        "reward_terms.png",
+    ):
+        assert (out / name).exists(), name
+    assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard log"
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert set(summary) == {"start", "final"} and set(summary["final"]) == {"adaptive", "think"}
+    report = (out / "report.md").read_text()
+    assert "| final · adaptive |" in report and "error rate" in report
+    with pytest.raises(SystemExit):  # refuses to overwrite a finished run
+        main(["--out", str(out), "--model", random_model_dir, "--max-steps", "1"])
