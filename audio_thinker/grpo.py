@@ -29,7 +29,7 @@ from . import synth
 from .inference import completion_mask, sample
 from .judge import JudgeRequest, make_judge
 from .models import default_model_path, embed_prompt, encode_audio, language_model, load_policy, unwrap_peft
-from .prompts import build_messages, user_text
+from .prompts import chat_prompt
 from .rewards import (
     atar,
     consistency_gate,
@@ -438,6 +438,7 @@ def train(cfg: GRPOConfig) -> dict:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     accelerator.init_trackers("grpo", config={k: str(v) for k, v in asdict(cfg).items()})
     completions_file = (out / "completions.jsonl").open("a") if accelerator.is_main_process else None
+    history_file = (out / "history.jsonl").open("a") if accelerator.is_main_process else None
     unwrapped = accelerator.unwrap_model(module).policy
     G, B = cfg.num_generations, cfg.prompts_per_step
     local = slice(rank * B // world, (rank + 1) * B // world)
@@ -564,7 +565,6 @@ def train(cfg: GRPOConfig) -> dict:
             optimizer.zero_grad(set_to_none=True)
 
         # logging
-        lengths = comp_mask.sum(1).float()
         truncated = (~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)).float()
         totals = (
             accelerator.gather(
@@ -575,7 +575,6 @@ def train(cfg: GRPOConfig) -> dict:
                         stats["kl"],
                         stats["entropy"],
                         float(comp_mask.sum()),
-                        float(lengths.sum()),
                         float(truncated.sum()),
                     ],
                     device=accelerator.device,
@@ -592,8 +591,8 @@ def train(cfg: GRPOConfig) -> dict:
                 "clip_ratio/region_mean": totals[1] / n_tok,
                 "kl": totals[2] / n_tok,
                 "entropy": totals[3] / n_tok,
-                "completions/mean_length": totals[5] / (B * G),
-                "completions/clipped_ratio": totals[6] / (B * G),
+                "completions/mean_length": totals[4] / (B * G),
+                "completions/clipped_ratio": totals[5] / (B * G),
                 "grad_norm": float(grad_norm),
                 "learning_rate": scheduler.get_last_lr()[0],
                 "step_time": time.perf_counter() - t0,
@@ -602,6 +601,8 @@ def train(cfg: GRPOConfig) -> dict:
         accelerator.log(metrics, step=step + 1)
         history.append({"step": step + 1, **metrics})
         if accelerator.is_main_process:
+            history_file.write(json.dumps(history[-1]) + "\n")
+            history_file.flush()
             _write_completions(
                 completions_file, step + 1, all_items, all_texts, scores, advantages, cfg.prompt_mode
             )
@@ -613,8 +614,9 @@ def train(cfg: GRPOConfig) -> dict:
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
             _save_checkpoint(accelerator, out, step + 1)
     bar.close()
-    if completions_file:
+    if accelerator.is_main_process:
         completions_file.close()
+        history_file.close()
     accelerator.wait_for_everyone()
     final = out / "final"
     if accelerator.is_main_process:
@@ -623,8 +625,6 @@ def train(cfg: GRPOConfig) -> dict:
             policy_to_save = policy_to_save.merge_and_unload()
         policy_to_save.save_pretrained(final)
         processor.save_pretrained(final)
-        with (out / "history.jsonl").open("a") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
     accelerator.end_training()
     return {"final": str(final), "steps": cfg.max_steps, "history": history}
 
@@ -635,22 +635,9 @@ def train(cfg: GRPOConfig) -> dict:
 
 def _prompt_batch(processor, items: Sequence[dict], mode: str, is_audio: bool):
     """Left-padded model inputs for the step's prompts (with audio features for an audio LM)."""
+    texts = [chat_prompt(processor, it["question"], it["choices"], mode) for it in items]
     if not is_audio:
-        texts = [
-            processor.apply_chat_template(
-                [{"role": "user", "content": user_text(it["question"], it["choices"], mode)}],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for it in items
-        ]
         return processor(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    texts = [
-        processor.apply_chat_template(
-            build_messages(it["question"], it["choices"], mode), add_generation_prompt=True, tokenize=False
-        )
-        for it in items
-    ]
     return processor(
         text=texts,
         audio=[it["audio"] for it in items],

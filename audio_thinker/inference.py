@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .models import embed_prompt, encode_audio, load_policy, unwrap_peft
-from .prompts import build_messages, check_mode
+from .prompts import chat_prompt, check_mode
 from .rewards import parse_completion
 
 
@@ -148,9 +148,7 @@ class AudioLM:
         return load_audio(audio, sampling_rate=self.sampling_rate)
 
     def prompt_text(self, question: str, choices: Sequence[str] | None, mode: str) -> str:
-        return self.processor.apply_chat_template(
-            build_messages(question, choices, mode), add_generation_prompt=True, tokenize=False
-        )
+        return chat_prompt(self.processor, question, choices, mode)
 
     def prepare(self, audios: Sequence, texts: Sequence[str]) -> Batch:
         """Tokenize prompts (left-padded) and extract audio features."""

@@ -81,6 +81,16 @@ def build_messages(question: str, choices: Sequence[str] | None, mode: str) -> l
     ]
 
 
+def chat_prompt(processor, question: str, choices: Sequence[str] | None, mode: str) -> str:
+    """The generation prompt as text: the Qwen2-Audio chat for an audio processor, or a plain-string user
+    turn for a text-only tokenizer (which has no audio slot)."""
+    if hasattr(processor, "feature_extractor"):
+        messages = build_messages(question, choices, mode)
+    else:
+        messages = [{"role": "user", "content": user_text(question, choices, mode)}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
 def format_target(answer: str, think: str | None = None) -> str:
     """An assistant completion in the paper's format (think then answer, or answer only)."""
     if think is None:

@@ -39,7 +39,7 @@ from .models import (
     encode_audio,
     language_model,
 )
-from .prompts import INSTRUCTIONS, build_messages, format_target, user_text
+from .prompts import INSTRUCTIONS, chat_prompt, format_target, user_text
 from .rewards import match_choice
 
 TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
@@ -107,12 +107,7 @@ class ItemStream(torch.utils.data.IterableDataset):
 
     def collate(self, rows):
         tok = self.processor.tokenizer
-        prompts = [
-            self.processor.apply_chat_template(
-                build_messages(it["question"], it["choices"], m), add_generation_prompt=True, tokenize=False
-            )
-            for it, _, m, _ in rows
-        ]
+        prompts = [chat_prompt(self.processor, it["question"], it["choices"], m) for it, _, m, _ in rows]
         targets = [
             format_target(it["answer"], it["reasoning"] if th else None) + tok.eos_token
             for it, _, _, th in rows

@@ -43,7 +43,7 @@ from audio_thinker.models import (  # noqa: E402
     build_tiny_model,
     build_tokenizer,
 )
-from audio_thinker.prompts import build_messages  # noqa: E402
+from audio_thinker.prompts import chat_prompt  # noqa: E402
 from audio_thinker.warmstart import tokenizer_corpus  # noqa: E402
 
 CLIP_SECONDS = 30
@@ -64,13 +64,7 @@ def make_batch(processor, n_prompts: int, group: int, length: int, seed: int):
     for i in range(n_prompts):
         item, audio = synth.generate_item(tasks[i % len(tasks)], seed, i, "bench")
         audios.append(np.resize(audio, CLIP_SECONDS * sr).astype(np.float32))
-        texts.append(
-            processor.apply_chat_template(
-                build_messages(item["question"], item["choices"], "think"),
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-        )
+        texts.append(chat_prompt(processor, item["question"], item["choices"], "think"))
     tok.padding_side = "left"
     enc = processor(text=texts, audio=audios, sampling_rate=sr, return_tensors="pt", padding=True)
     special = {tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}

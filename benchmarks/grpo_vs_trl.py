@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from audio_thinker import grpo  # noqa: E402
 from audio_thinker.models import CHAT_TEMPLATE, TINY_TEXT_CONFIG, build_tokenizer  # noqa: E402
-from audio_thinker.prompts import user_text  # noqa: E402
+from audio_thinker.prompts import chat_prompt, user_text  # noqa: E402
 from audio_thinker.rewards import format_reward, match_choice, parse_completion  # noqa: E402
 from audio_thinker.warmstart import tokenizer_corpus  # noqa: E402
 
@@ -267,7 +267,7 @@ def check_prompt_tokens(model_dir: Path, cfg: grpo.GRPOConfig) -> tuple[bool, fl
     same, lengths = True, []
     for it in grpo.step_items(cfg, 0):
         conv = [{"role": "user", "content": user_text(it["question"], it["choices"], cfg.prompt_mode)}]
-        text = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        text = chat_prompt(tok, it["question"], it["choices"], cfg.prompt_mode)  # what the trainer renders
         ours = tok(text, add_special_tokens=False)["input_ids"]
         theirs = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, return_dict=True)
         same &= list(ours) == list(theirs["input_ids"])

@@ -278,6 +278,9 @@ def test_resume_continues_exactly(random_model_dir, tmp_path, monkeypatch):
     assert [h["step"] for h in resumed["history"]] == [3]
     assert resumed["history"][0]["loss"] == pytest.approx(full["history"][2]["loss"], abs=1e-6)
     assert resumed["history"][0]["reward"] == full["history"][2]["reward"]
+    # the per-step history survives the crash: steps 1-2 from the dead run, 3 from the resumed one
+    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
     lines = [json.loads(x) for x in (tmp_path / "full" / "completions.jsonl").read_text().splitlines()]
     assert len(lines) == 3 * 2 * 3 and {"completion", "total", "advantage", "synth"} <= set(lines[0])
 
