@@ -8,7 +8,9 @@ MMAU matching rule, and writes ``OUT/predictions.json`` (the input items plus ``
 mode, the think text and completion tokens) and ``OUT/metrics.json``.
 
 ``--audio-ablation hiss`` replaces every clip with background hiss of the same length (does the model
-listen?).
+listen?). ``--judge oracle`` (or ``llm`` / ``learned`` with ``--judge-model``) also judges every think
+trace: each prediction gets ``consistent`` (does the reasoning support the answer) and ``think_quality``,
+and the metrics gain ``consistency_rate`` and ``mean_think_quality`` over the think completions.
 """
 
 from __future__ import annotations
@@ -55,8 +57,22 @@ def ablate(audio: np.ndarray, kind: str, seed: int) -> np.ndarray:
     return (rng.standard_normal(len(audio)) * 10 ** (-42 / 20)).astype(np.float32)
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
 def _group_metrics(rows: Sequence[dict]) -> dict:
-    return {
+    judged = [r for r in rows if r.get("consistent") is not None]
+    extra = (
+        {
+            "consistency_rate": _mean([r["consistent"] for r in judged]),
+            "mean_think_quality": _mean([r["think_quality"] for r in judged]),
+            "n_judged": len(judged),
+        }
+        if any("consistent" in r for r in rows)
+        else {}
+    )
+    return extra | {
         "accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else 0.0,
         "no_think_rate": round(float(np.mean([r["output_mode"] == "no_think" for r in rows])), 4)
         if rows
@@ -84,6 +100,20 @@ def compute_metrics(predictions: Sequence[dict]) -> dict:
     return metrics
 
 
+def judge_predictions(predictions: list[dict], judge) -> None:
+    """Add ``consistent`` / ``think_quality`` to every prediction with a think trace (None elsewhere)."""
+    from .judge import JudgeRequest
+
+    judged = [r for r in predictions if r.get("think")]
+    verdicts = judge.score_batch(
+        [JudgeRequest(r["question"], r["choices"], r["think"], r["model_prediction"], r) for r in judged]
+    )
+    for r in predictions:
+        r["consistent"] = r["think_quality"] = None
+    for r, v in zip(judged, verdicts, strict=True):
+        r["consistent"], r["think_quality"] = v.consistent, v.quality
+
+
 def evaluate(
     lm,
     items: Sequence[dict],
@@ -94,8 +124,12 @@ def evaluate(
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    judge=None,
 ) -> tuple[list[dict], dict]:
-    """Answer and score ``items`` (each with ``audio_path`` or an ``audio`` array); returns (predictions, metrics)."""
+    """Answer and score ``items`` (each with ``audio_path`` or an ``audio`` array); returns (predictions, metrics).
+
+    With a ``judge`` (see :mod:`audio_thinker.judge`) every think trace is judged too.
+    """
     from tqdm.auto import tqdm
 
     predictions: list[dict] = []
@@ -126,6 +160,8 @@ def evaluate(
             predictions += [_score(it, ans, mode) for it, ans in zip(ok, answers, strict=True)]
         bar.update(len(chunk))
     bar.close()
+    if judge is not None:
+        judge_predictions(predictions, judge)
     return predictions, compute_metrics(predictions)
 
 
@@ -161,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--audio-ablation", default="none", choices=ABLATIONS)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--judge", default=None, help="judge every think trace: oracle (synth-aqa), llm or learned"
+    )
+    p.add_argument("--judge-model", default=None, help="model path for the llm / learned judge")
     args = p.parse_args(argv)
 
     try:
@@ -171,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         lm = AudioLM.from_pretrained(args.model)
+        judge = None
+        if args.judge:
+            from .judge import make_judge
+
+            judge = make_judge(args.judge, **({"path": args.judge_model} if args.judge_model else {}))
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     predictions, metrics = evaluate(
@@ -181,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         audio_ablation=args.audio_ablation,
         temperature=args.temperature,
         seed=args.seed,
+        judge=judge,
     )
     out = Path(args.out or f"runs/eval-{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = {d: m["accuracy"] for d, m in metrics["by_difficulty"].items()}
     print(
         f"accuracy {metrics['accuracy']:.3f} (n={metrics['n']}), no-think rate {metrics['no_think_rate']:.3f}, "
-        f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary} -> {out}"
+        f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary}"
+        + (f", consistency rate {metrics['consistency_rate']}" if judge else "")
+        + f" -> {out}"
     )
 
 

@@ -123,3 +123,25 @@ def test_hiss_ablation_keeps_length_and_level():
     assert hiss.shape == audio.shape and hiss.dtype == np.float32
     assert -43 < 20 * np.log10(np.sqrt(np.mean(hiss.astype(float) ** 2))) < -41
     assert ev.ablate(audio, "none", 0) is audio
+
+
+def test_oracle_judge_adds_consistency_rate():
+    """Gold traces with their answers are consistent; a swapped answer is not; no-think rows are not judged."""
+    from audio_thinker import synth
+    from audio_thinker.judge import make_judge
+
+    rows = []
+    for k, task in enumerate(("count", "odd_one_out", "high_low_difference")):
+        item, _ = synth.generate_item(task, 5, k, "test")
+        wrong = next(c for c in item["choices"] if c != item["answer"])
+        base = {**item, "output_mode": "think", "completion_tokens": 10, "correct": True}
+        rows.append({**base, "think": item["reasoning"], "model_prediction": item["answer"]})
+        rows.append({**base, "think": item["reasoning"], "model_prediction": wrong, "correct": False})
+        rows.append({**base, "think": None, "model_prediction": item["answer"], "output_mode": "no_think"})
+    ev.judge_predictions(rows, make_judge("oracle"))
+    assert [r["consistent"] for r in rows] == [1, 0, None] * 3
+    assert all(r["think_quality"] == 1.0 for r in rows if r["consistent"] is not None)
+    metrics = ev.compute_metrics(rows)
+    assert metrics["consistency_rate"] == 0.5 and metrics["n_judged"] == 6
+    assert metrics["mean_think_quality"] == 1.0
+    assert metrics["by_difficulty"]["hard"]["consistency_rate"] == 0.5

@@ -343,3 +343,39 @@ def test_train_cli_writes_final_and_report(random_model_dir, tmp_path):
     assert "| final · adaptive |" in report and "error rate" in report
     with pytest.raises(SystemExit):  # refuses to overwrite a finished run
         main(["--out", str(out), "--model", random_model_dir, "--max-steps", "1"])
+
+
+def test_ablation_trains_each_set_once_and_writes_the_table(random_model_dir, tmp_path, monkeypatch):
+    import yaml
+
+    from audio_thinker import ablate
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            dict(
+                model=random_model_dir,
+                prompts_per_step=2,
+                num_generations=2,
+                micro_batch_prompts=2,
+                max_new_tokens=4,
+                log_with="",
+                save_every=0,
+            )
+        )
+    )
+    out = tmp_path / "ablation"
+    args = ["--out", str(out), "--sets", "grpo,full", "--config", str(config), "--max-steps", "1"]
+    ablate.main([*args, "--eval-per-task", "1"])
+    result = json.loads((out / "ablation.json").read_text())
+    assert list(result["rows"]) == ["base", "grpo", "full"]
+    assert [result["rows"][k]["mode"] for k in ("base", "grpo", "full")] == ["think", "think", "adaptive"]
+    for name in ("grpo", "full"):
+        assert json.loads((out / name / "config.json").read_text())["reward_set"] == name
+    table = (out / "ablation.md").read_text()
+    assert "| full · adaptive |" in table and "+13.1" in table  # the paper's full-vs-base delta (Qwen2-Audio)
+    # a second call reuses the finished runs instead of training again
+    monkeypatch.setattr(ablate, "train", lambda cfg: pytest.fail("trained again"))
+    ablate.main([*args, "--eval-per-task", "1"])
+    with pytest.raises(SystemExit):
+        ablate.main(["--out", str(out), "--sets", "grpo,nope"])
