@@ -1,0 +1,1 @@
+"""Alembic migrations of the ratings store (run by ``audio_thinker.store``; no alembic.ini needed)."""
