@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -316,7 +315,7 @@ def test_one_corrupted_fact_lowers_quality(oracle, items, task):
         "count": [("That is ", "That is 1")],
         "compare_pitch": [("is higher than", "is lower than"), ("is lower than", "is higher than")],
         "longest": [(": long", ": short")],
-        "high_low_difference": [("High beeps: ", "High beeps: 1")],
+        "high_low_difference": [(" low). ", " low). 1")],  # "3 - 2 = 1." becomes "13 - 2 = 1."
         "pitch_pattern": [("it goes up", "it goes down"), ("it goes down", "it goes up")],
         "odd_one_out": [("Three beeps are", "Two beeps are")],
         "sound_type": [
@@ -375,7 +374,8 @@ def test_unsupported_sentence_costs_quality(oracle, items):
 def test_repeated_derivation_does_not_pad_quality(oracle, items):
     item = items["high_low_difference"][0]
     high = sum(e["pitch"] == "high" for e in item["events"])
-    again = f"High beeps: {high}. "
+    low = len(item["events"]) - high
+    again = f"{max(high, low)} - {min(high, low)} = {abs(high - low)}. "
     assert again in item["reasoning"]
     v = judged(oracle, item, item["reasoning"].replace("So the answer", again + "So the answer"))
     assert v.quality < 1.0 and "repeated" in v.detail
@@ -546,11 +546,14 @@ def test_tally_on_extra_beep_fails_once(oracle, items):
     high = sum(e["pitch"] == "high" for e in item["events"])
     low = sum(e["pitch"] == "low" for e in item["events"])
     extra = f"Beep {n + 1} at 2.8 s: middle ({high} high, {low} low). "
-    think = item["reasoning"].replace("That is", extra + "That is")
+    diff = f"{max(high, low)} - {min(high, low)} = "
+    think = item["reasoning"].replace(diff, extra + diff)
+    assert think != item["reasoning"]
     v = judged(oracle, item, think)
     assert "extra" in v.detail and "tally" not in v.detail
-    # one failure among the 4n + 4 checks of the gold trace plus one
-    assert v.quality == min(0.9, judge_mod.quantize_quality((4 * n + 4) / (4 * n + 5)))
+    # one failure among the 4n + 1 checks of the gold trace (kind, onset, pitch, tally per beep; the
+    # subtraction) plus one
+    assert v.quality == min(0.9, judge_mod.quantize_quality((4 * n + 1) / (4 * n + 2)))
 
 
 # ---------------------------------------------------------------- oracle: odd one out
@@ -688,14 +691,13 @@ def test_malformed_events_and_unknown_task_are_neutral(oracle, items):
     )
 
 
-def test_score_batch_is_fast(oracle, items):
+def test_score_batch_matches_single_requests(oracle, items):
     pool = [it for task in TASKS for it in items[task]]
     reqs = [JudgeRequest(it["question"], it["choices"], it["reasoning"], it["answer"], it) for it in pool]
     reqs = (reqs * 4)[:1000]
-    start = time.perf_counter()
     verdicts = oracle.score_batch(reqs)
-    assert time.perf_counter() - start < 1.0
     assert len(verdicts) == 1000
+    assert verdicts[:50] == [oracle.score_batch([r])[0] for r in reqs[:50]]
 
 
 # ---------------------------------------------------------------- property test
