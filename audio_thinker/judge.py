@@ -24,7 +24,8 @@ so a missing period between two sentences is tolerated. Whitespace is collapsed;
 and ``0.2 seconds`` all read as ``0.2 s``; the unit may be left out. Recognised sentences (the grammar of
 ``synth.gold_trace``, with a few synonyms):
 
-* event claims: ``Beep 2 at 0.9 s: high.`` / ``Beep 1 at 0.2 s: middle, long.`` / ``Beep 3 at 1.4 s.``
+* event claims: ``Beep 2 at 0.9 s: high.`` / ``Beep 1 at 0.2 s: middle, long.`` / ``Beep 3 at 1.4 s.`` /
+  ``Beep 2: low.`` (no onset)
   (a tone; attributes low|middle|high, short|long, loud|quiet; ``mid``/``medium`` = middle),
   ``At 0.4 s: a noise burst.``, ``At 0.2 s: a chirp sweeping up.``, ``At 0.3 s: a steady tone.``;
 * a running tally inside a beep claim: ``Beep 2 at 0.4 s: high (2 high, 0 low).`` — the high and low
@@ -275,6 +276,7 @@ _SPACES = re.compile(r"\s+")
 _UNIT = re.compile(r"([0-9])\s?(?:seconds?|secs?|s)\b")
 _STARTERS = re.compile(
     r"(?=\bbeep [0-9]{1,3} at\b)"
+    r"|(?=\bbeep [0-9]{1,3}:)"  # a claim without its onset: "beep 2: low"
     r"|(?<!beep [0-9] )(?<!beep [0-9][0-9] )(?<!beep [0-9][0-9][0-9] )(?=\bat \.?[0-9])"
     r"|(?=\b(?:so|thus|therefore|hence) the answer is\b)"
     r"|(?<!so )(?<!thus )(?<!therefore )(?<!hence )(?=\bthe answer is\b)"

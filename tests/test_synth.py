@@ -182,8 +182,15 @@ def test_gold_trace_enumerates_then_derives():
     trace = item["reasoning"]
     for k, ev in enumerate(item["events"], 1):
         assert f"Beep {k} at {ev['onset']:.1f} s: {ev['pitch']} (" in trace
-    assert trace.index("That is") > trace.index(f"Beep {len(item['events'])} at")
+    high = sum(ev["pitch"] == "high" for ev in item["events"])
+    low = len(item["events"]) - high
+    # the derivation reads the last tally, which sits right before it
+    last = f"({high} high, {low} low). {max(high, low)} - {min(high, low)} = {item['answer']}."
+    assert last in trace and trace.index(last) > trace.index(f"Beep {len(item['events'])} at")
     assert trace.endswith(f"So the answer is {item['answer']}.")
+    count_item, _ = synth.generate_item("count", 3, 0)
+    n = len(count_item["events"])
+    assert f"That is {n} beep{'s' if n != 1 else ''}." in count_item["reasoning"]
 
 
 def test_cli_writes_mmau_layout(tmp_path):
