@@ -44,7 +44,7 @@ from .rewards import match_choice
 
 TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
 FRAME_KINDS = ["none", "low", "middle", "high", "noise", "chirp up", "chirp down"]
-MODE_WEIGHTS = {"think": 0.4, "no-think": 0.4, "adaptive": 0.2}
+MODE_WEIGHTS = {"think": 0.5, "no-think": 0.3, "adaptive": 0.2}
 
 
 @dataclass
@@ -52,7 +52,7 @@ class WarmstartConfig:
     out: str = str(TINY_MODEL_DIR)
     encoder_steps: int = 300
     encoder_batch_size: int = 64
-    steps: int = 1100
+    steps: int = 1250
     batch_size: int = 32
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
