@@ -1,6 +1,8 @@
 """Audio-Thinker studio: ``python app.py`` (also the Hugging Face Space entry point).
 
-Environment: GRADIO_SERVER_PORT, AUDIO_THINKER_MODEL (model folder or hub id), AUDIO_THINKER_DB.
+Environment: ``GRADIO_SERVER_PORT``, ``AUDIO_THINKER_MODEL`` (model folder or hub id; ``--model``),
+``AUDIO_THINKER_DB`` (SQLAlchemy URL of the ratings store), ``AUDIO_THINKER_USERS`` (``user:pass,…`` or a
+credentials file; without it the studio runs open, as annotator ``local``), ``AUDIO_THINKER_ADMINS``.
 """
 
 from __future__ import annotations
@@ -8,29 +10,36 @@ from __future__ import annotations
 import argparse
 import os
 
-import gradio as gr
-
-from app import compare
-
-
-def build_app() -> gr.Blocks:
-    with gr.Blocks(title="Audio-Thinker studio") as demo:
-        gr.Markdown(
-            "# Audio-Thinker studio\nAsk an audio question and compare thinking with answering directly."
-        )
-        with gr.Tab("Ask & compare"):
-            compare.build()
-    demo.queue(default_concurrency_limit=1, max_size=64)
-    return demo
+try:  # on a ZeroGPU Space, run generation under @spaces.GPU; elsewhere nothing changes
+    import spaces  # type: ignore[import-not-found]
+except ImportError:
+    spaces = None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder, hub id, or a GRPO run's final/")
-    args = p.parse_args()
+    p.add_argument("--db", default=None, help="ratings database URL (default $AUDIO_THINKER_DB)")
+    p.add_argument("--port", type=int, default=None, help="port (default $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--host", default=None, help="server name, e.g. 0.0.0.0 (default $GRADIO_SERVER_NAME)")
+    args = p.parse_args(argv)
     if args.model:
         os.environ["AUDIO_THINKER_MODEL"] = args.model
-    build_app().launch()
+    if args.db:
+        os.environ["AUDIO_THINKER_DB"] = args.db
+
+    from app import service, studio
+
+    service.configure()
+    if spaces is not None:
+        service.use_gpu_decorator(spaces.GPU)
+    service.warm_up()
+    overrides = {}
+    if args.port:
+        overrides["server_port"] = args.port
+    if args.host:
+        overrides["server_name"] = args.host
+    studio.launch(**overrides)
 
 
 if __name__ == "__main__":

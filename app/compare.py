@@ -1,52 +1,185 @@
-"""Ask & compare: one question, answered in two modes side by side, streaming."""
+"""Ask & compare: one question answered in two prompt modes, streaming side by side, then a vote.
+
+As in Chatbot Arena the two answers are shown as "Model A" (left) and "Model B" (right) in random order
+(the swap is stored with the vote), the vote buttons unlock only when both answers are complete and
+stored, and the modes are revealed after the vote.
+"""
 
 from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
 from . import service
+from .ui import user_error
+
+REASONING_TAGS = [("<think>", "</think>")]
+STREAM_INTERVAL_S = 0.05
 
 
-def _render(ans) -> str:
-    if ans is None:
-        return ""
-    think = f"**Reasoning**\n\n{ans.think}\n\n" if ans.think else ""
-    return (
-        f"{think}**Answer:** {ans.answer or '(none)'}\n\n"
-        f"<sub>{ans.output_mode} · {ans.completion_tokens} tokens · {ans.latency_s:.2f} s</sub>"
-    )
+def display_text(raw: str) -> str:
+    """A completion for the chatbot: the think block stays (shown collapsible), the answer is bold."""
+    text = raw.replace("<answer>", "\n\n**Answer:** ").replace("</answer>", "")
+    return text.strip() or "…"
 
 
-def compare(audio, question, choices, mode_a, mode_b):
-    """Stream mode A, then mode B (one CPU model; both panes fill in turn)."""
-    try:
-        a = b = None
-        for a in service.answer_stream(audio, question, choices, mode_a):
-            yield _render(a), ""
-        for b in service.answer_stream(audio, question, choices, mode_b):
-            yield _render(a), _render(b)
-    except service.UserError as err:
-        raise gr.Error(str(err)) from None
+def _messages(question: str, side: service.Side) -> list[dict]:
+    msgs: list[dict] = [{"role": "user", "content": question}]
+    if side.answer is not None:
+        msgs.append({"role": "assistant", "content": display_text(side.text)})
+    return msgs
+
+
+def _stats(side: service.Side, revealed: bool = False) -> str:
+    if side.answer is None:
+        return "<sub>waiting…</sub>"
+    first = f" · first token {side.first_token_s:.2f} s" if side.first_token_s is not None else ""
+    state = "" if side.done else " · streaming…"
+    mode = f" · mode **{side.mode}** ({side.answer.output_mode})" if revealed else ""
+    return f"<sub>{side.tokens} tokens · {side.compute_s:.2f} s{first}{state}</sub>{mode}"
+
+
+def _buttons(enabled: bool) -> list[Any]:
+    return [gr.update(interactive=enabled) for _ in range(4)]
+
+
+def ask(
+    audio: str | None, question: str, choices: str, pair: str, request: gr.Request
+) -> Iterator[tuple[Any, ...]]:
+    """Stream both answers (left/right in random order), store them, then unlock the vote buttons."""
+    with user_error():
+        service.annotator(request)  # must be signed in
+        swapped = random.random() < 0.5  # True: stored answer A is shown on the right
+        last_emit = 0.0
+        comp = None
+        yield (None, [], "", [], "", *_buttons(False), "")
+        for comp in service.compare_stream(audio, question, choices, pair):
+            left, right = (comp.b, comp.a) if swapped else (comp.a, comp.b)
+            now = time.perf_counter()
+            if not comp.stored and now - last_emit < STREAM_INTERVAL_S and not comp.finished:
+                continue
+            last_emit = now
+            yield (
+                None,
+                _messages(question, left), _stats(left),
+                _messages(question, right), _stats(right),
+                *_buttons(False), "",
+            )  # fmt: skip
+        assert comp is not None and comp.stored
+        state = {
+            "a": comp.a.generation_id, "b": comp.b.generation_id, "swapped": swapped,
+            "modes": (comp.a.mode, comp.b.mode), "voted": False, "question": question,
+            "sides": (comp.b, comp.a) if swapped else (comp.a, comp.b),
+        }  # fmt: skip
+        left, right = state["sides"]
+        yield (
+            state,
+            _messages(question, left), _stats(left),
+            _messages(question, right), _stats(right),
+            *_buttons(True), "Both answers are in. Which one is better?",
+        )  # fmt: skip
+
+
+def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tuple[Any, ...]:
+    """Store the vote for the on-screen choice (converted to the stored A/B) and reveal the modes."""
+    with user_error():
+        user = service.annotator(request)
+        if not state or state.get("voted"):
+            raise service.UserError("Ask a question first; each comparison takes one vote.")
+        stored = service.screen_vote_to_stored(screen_choice, state["swapped"])
+        service.vote(user, state["a"], state["b"], stored, state["swapped"])
+        state = {**state, "voted": True}
+        left, right = state["sides"]
+        words = {"left": "Model A (left) is better", "right": "Model B (right) is better", "tie": "a tie",
+                 "both_bad": "both are bad"}  # fmt: skip
+        gr.Info("Vote saved. Thank you!")
+        return (
+            state, _stats(left, revealed=True), _stats(right, revealed=True), *_buttons(False),
+            f"Saved: {words[screen_choice]}. Model A was **{left.mode}**, Model B was **{right.mode}**.",
+        )  # fmt: skip
+
+
+def check_audio(audio: str | None) -> None:
+    """Warn right after an upload or recording that cannot be used (nothing is stored either way)."""
+    if audio:
+        try:
+            service.check_upload(audio)
+        except service.UserError as err:
+            gr.Warning(str(err), title="Unusable audio")
+
+
+def _voter(choice: str):
+    def vote_handler(state: dict | None, request: gr.Request) -> tuple[Any, ...]:
+        return cast_vote(choice, state, request)
+
+    return vote_handler
 
 
 def build() -> None:
-    """Add the tab's components to the enclosing Blocks."""
+    """Add the tab's components and events to the enclosing Blocks."""
+    state = gr.State(None)
     with gr.Row():
-        with gr.Column():
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
-            question = gr.Textbox(label="Question", max_length=1000)
-            choices = gr.Textbox(label="Choices (one per line, optional)", lines=4)
+        with gr.Column(scale=2):
+            audio = gr.Audio(
+                sources=["upload", "microphone"], type="filepath", label="Audio (≤ 30 s)", elem_id="cmp-audio"
+            )
+            question = gr.Textbox(label="Question", max_length=1000, elem_id="cmp-question")
+            choices = gr.Textbox(
+                label="Choices (one per line, optional)", lines=3, max_lines=10, elem_id="cmp-choices"
+            )
+            pair = gr.Radio(
+                list(service.PAIRS), value="think vs no-think", label="Compare", elem_id="cmp-pair"
+            )
+            ask_btn = gr.Button("Ask both", variant="primary", elem_id="cmp-ask")
+        with gr.Column(scale=3):
+            with gr.Row(equal_height=True):
+                with gr.Column():
+                    chat_l = gr.Chatbot(
+                        label="Model A", reasoning_tags=REASONING_TAGS, height=340, elem_id="cmp-left",
+                        feedback_options=None, buttons=["copy"],
+                    )  # fmt: skip
+                    stats_l = gr.Markdown(elem_id="cmp-left-stats")
+                with gr.Column():
+                    chat_r = gr.Chatbot(
+                        label="Model B", reasoning_tags=REASONING_TAGS, height=340, elem_id="cmp-right",
+                        feedback_options=None, buttons=["copy"],
+                    )  # fmt: skip
+                    stats_r = gr.Markdown(elem_id="cmp-right-stats")
             with gr.Row():
-                mode_a = gr.Dropdown(list(service.MODES), value="think", label="Left")
-                mode_b = gr.Dropdown(list(service.MODES), value="no-think", label="Right")
-            ask = gr.Button("Ask", variant="primary")
-        with gr.Column():
-            out_a = gr.Markdown(label="Left")
-            out_b = gr.Markdown(label="Right")
+                v_left = gr.Button("← A is better", interactive=False, elem_id="vote-left")
+                v_right = gr.Button("B is better →", interactive=False, elem_id="vote-right")
+                v_tie = gr.Button("Tie", interactive=False, elem_id="vote-tie")
+                v_bad = gr.Button("Both are bad", interactive=False, elem_id="vote-bad")
+            result = gr.Markdown(elem_id="cmp-result")
     examples = service.example_items()
     gr.Examples(
         [[path, it["question"], "\n".join(it["choices"])] for path, it in examples],
         inputs=[audio, question, choices],
-        label="synth-aqa examples",
+        label="synth-aqa examples (one per task): click one, then Ask both",
+        examples_per_page=9,
     )
-    ask.click(compare, [audio, question, choices, mode_a, mode_b], [out_a, out_b], api_name="compare")
+    buttons = [v_left, v_right, v_tie, v_bad]
+    for trigger in (audio.upload, audio.stop_recording):
+        trigger(check_audio, audio, None, api_visibility="private", show_progress="hidden")
+    ask_btn.click(
+        ask,
+        [audio, question, choices, pair],
+        [state, chat_l, stats_l, chat_r, stats_r, *buttons, result],
+        api_name="compare_stream",
+        api_visibility="undocumented",
+        concurrency_id="model",
+        concurrency_limit=service.GENERATION_CONCURRENCY,
+    )
+    for btn, choice in zip(buttons, ("left", "right", "tie", "both_bad"), strict=True):
+        btn.click(
+            _voter(choice),
+            [state],
+            [state, stats_l, stats_r, *buttons, result],
+            api_visibility="private",
+            concurrency_id="db",
+            concurrency_limit=service.DB_CONCURRENCY,
+        )

@@ -1,0 +1,148 @@
+"""Named API endpoints for ``gradio_client`` (``/compare``, ``/vote``, ``/rate``, ``/export``, and the
+read-only ``/queue``, ``/my_ratings``, ``/get_rating``).
+
+Every endpoint takes the annotator from the signed-in request (``Client(url, auth=(user, password))``),
+never from an argument, and only ever returns or changes that annotator's own ratings. The example below
+(:data:`CLIENT_EXAMPLE`, also in the README) is run by ``tests/test_app.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+from . import service
+from .ui import user_error
+
+CLIENT_EXAMPLE = """\
+from gradio_client import Client, handle_file
+
+client = Client("http://127.0.0.1:7860", auth=("alice", "secret"))
+r = client.predict(handle_file("clip.wav"), "How many beeps are there?", "3\\n4\\n5", api_name="/compare")
+a, b = r["a"], r["b"]  # think, no-think: text, think, answer, completion_tokens, latency_s, generation_id
+client.predict(a["generation_id"], b["generation_id"], "A", api_name="/vote")  # A | B | tie | both_bad
+client.predict(a["generation_id"], True, 0.8, api_name="/rate")  # consistent, quality [, flawed_start, flawed_end, comment]
+path = client.predict("trl", api_name="/export")  # trl | jsonl | hf (zip); non-admins get their own ratings
+"""
+
+
+def _uploaded_path(audio: Any) -> tuple[str, str | None]:
+    """The server path of an uploaded file (must lie in Gradio's upload folder) and its original name."""
+    if isinstance(audio, dict):
+        path, name = audio.get("path"), audio.get("orig_name")
+    else:
+        path, name = getattr(audio, "path", audio), getattr(audio, "orig_name", None)
+    if not isinstance(path, str) or not path:
+        raise service.UserError("Send the audio as a file: handle_file('clip.wav').")
+    resolved = Path(path).resolve()
+    try:
+        resolved.relative_to(Path(get_upload_folder()).resolve())
+    except ValueError:
+        raise service.UserError("The audio must be uploaded with the request (handle_file).") from None
+    return str(resolved), name
+
+
+def compare(
+    audio: gr.FileData, question: str, choices: str = "", pair: str = "think vs no-think",
+    request: gr.Request = None,  # type: ignore[assignment]
+) -> dict:  # fmt: skip
+    """Answer a question about a clip in two prompt modes (default think vs no-think) and store both.
+
+    ``choices``: one per line (optional). Returns ``{"item_id", "clip_hash", "model", "a": {...}, "b":
+    {...}}``; each side has ``generation_id``, ``mode``, ``output_mode``, ``think``, ``answer``, ``text``,
+    ``completion_tokens``, ``latency_s``, ``first_token_s``.
+    """
+    with user_error():
+        service.annotator(request)
+        path, name = _uploaded_path(audio)
+        *_, last = service.compare_stream(path, question, choices, pair, original_name=name)
+        return last.to_dict()
+
+
+def vote(
+    generation_a: int, generation_b: int, choice: str, swapped: bool = False,
+    request: gr.Request = None,  # type: ignore[assignment]
+) -> dict:  # fmt: skip
+    """Vote between two generations of the same item: ``choice`` is A, B, tie or both_bad (A =
+    ``generation_a``); ``swapped`` records that A was shown on the right."""
+    with user_error():
+        return service.vote(service.annotator(request), generation_a, generation_b, choice, swapped)
+
+
+def rate(
+    generation_id: int,
+    consistent: bool | None = None,
+    quality: float | None = None,
+    flawed_start: int | None = None,
+    flawed_end: int | None = None,
+    comment: str = "",
+    status: str = "submitted",
+    lead_time_s: float | None = None,
+    request: gr.Request = None,  # type: ignore[assignment]
+) -> dict:
+    """Create or update your own rating of a generation's reasoning trace.
+
+    ``status``: submitted (needs consistent and quality), draft, skipped or discarded. ``quality`` in
+    [0, 1] is snapped to tenths; ``flawed_start``/``flawed_end`` are character offsets into the think
+    text. Returns the stored rating.
+    """
+    with user_error():
+        span = None
+        if flawed_start is not None or flawed_end is not None:
+            if flawed_start is None or flawed_end is None:
+                raise service.UserError("Give both flawed_start and flawed_end, or neither.")
+            span = (flawed_start, flawed_end)
+        return service.rate(
+            service.annotator(request), generation_id, consistent=consistent, quality=quality,
+            flawed_span=span, comment=comment, status=status, lead_time_s=lead_time_s,
+        )  # fmt: skip
+
+
+def export(format: str = "jsonl", request: gr.Request = None) -> gr.FileData:  # type: ignore[assignment]  # noqa: A002
+    """Download the ratings: admins get all of them (``trl``, ``jsonl`` or ``hf`` as a zip), other
+    annotators their own as JSONL."""
+    with user_error():
+        path = service.export(service.annotator(request), format)
+        return gr.FileData(path=path, orig_name=Path(path).name)
+
+
+def queue(limit: int = 10, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """Your next traces to rate: ``{"traces": [{generation_id, question, choices, think, answer}]}``."""
+    with user_error():
+        user = service.annotator(request)
+        gens = service.queue(user, max(1, min(int(limit), 200)))
+        return {
+            "traces": [
+                {"generation_id": g.id, "question": g.item.question, "choices": list(g.item.choices),
+                 "think": g.think, "answer": g.answer, "mode": g.mode, "model": g.model}
+                for g in gens
+            ]
+        }  # fmt: skip
+
+
+def my_ratings(status: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """Your own ratings (optionally of one status): ``{"ratings": [...]}``."""
+    with user_error():
+        return {"ratings": service.my_ratings(service.annotator(request), status or None)}
+
+
+def get_rating(rating_id: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """One of your own ratings by id (another annotator's rating is refused)."""
+    with user_error():
+        return service.get_rating(service.annotator(request), rating_id)
+
+
+def register() -> None:
+    """Add the endpoints to the enclosing Blocks."""
+    gen = {"concurrency_id": "model", "concurrency_limit": service.GENERATION_CONCURRENCY}
+    db = {"concurrency_id": "db", "concurrency_limit": service.DB_CONCURRENCY}
+    gr.api(compare, api_name="compare", **gen)
+    gr.api(vote, api_name="vote", **db)
+    gr.api(rate, api_name="rate", **db)
+    gr.api(export, api_name="export", concurrency_id="export", concurrency_limit=2)
+    gr.api(queue, api_name="queue", **db)
+    gr.api(my_ratings, api_name="my_ratings", **db)
+    gr.api(get_rating, api_name="get_rating", **db)

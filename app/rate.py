@@ -1,0 +1,269 @@
+"""Rate: a personal queue of reasoning traces to rate (from the compare tab and imported runs).
+
+Each trace shows the clip, question, choices, reasoning and answer; the annotator sets consistent
+(yes/no), quality (0.0–1.0) and optionally the first flawed sentence (stored as a character span of the
+think text) and a comment, then submits, saves a draft, skips (the trace comes back later) or discards
+it. Keyboard shortcuts (see ``annotations/guidelines.md``) are installed by ``studio.KEYBOARD_JS``.
+The annotator is always the signed-in user of the request.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import service
+from .ui import progress_bar, user_error
+
+GUIDELINES = Path(__file__).resolve().parent.parent / "annotations" / "guidelines.md"
+QUALITY_CHOICES = [f"{k / 10:.1f}" for k in range(11)]
+NO_FLAW = "none"
+
+
+def guidelines() -> str:
+    """The rating guidelines (markdown)."""
+    try:
+        return GUIDELINES.read_text()
+    except OSError:
+        return "_annotations/guidelines.md not found._"
+
+
+def _span_value(span: tuple[int, int]) -> str:
+    return f"{span[0]}:{span[1]}"
+
+
+def parse_span(value: str | None) -> tuple[int, int] | None:
+    """A flawed-step choice (``"start:end"``) as a span; None for no flaw."""
+    if not value or value == NO_FLAW:
+        return None
+    try:
+        start, end = (int(x) for x in value.split(":"))
+    except ValueError as err:
+        raise service.UserError(f"Bad flawed-step value {value!r}.") from err
+    return start, end
+
+
+def _header(t: service.Trace) -> str:
+    choices = "".join(f"<li>{html.escape(c)}</li>" for c in t.choices) or "<li><em>open question</em></li>"
+    origin = (
+        f"{t.source}"
+        + (f" · run {t.run}" if t.run else "")
+        + (f" · step {t.step}" if t.step is not None else "")
+    )
+    return (
+        f"<div class='at-trace-head'><div class='at-q'>{html.escape(t.question)}</div>"
+        f"<ul class='at-choices'>{choices}</ul>"
+        f"<div class='at-meta'>trace #{t.generation_id} · {html.escape(t.model)} · prompt {t.mode} · "
+        f"{html.escape(origin)}</div></div>"
+    )
+
+
+def _reasoning(t: service.Trace) -> str:
+    numbered = " ".join(
+        f"<span class='at-sent'><sup>{k + 1}</sup>{html.escape(t.think[s:e])}</span>"
+        for k, (s, e) in enumerate(t.sentences)
+    )
+    answer = html.escape(t.answer) if t.answer else "<em>(no answer)</em>"
+    return (
+        f"<div class='at-reasoning'><div class='at-label'>Reasoning</div><div>{numbered}</div>"
+        f"<div class='at-label'>Answer</div><div class='at-answer'>{answer}</div></div>"
+    )
+
+
+def _flaw_choices(t: service.Trace) -> list[tuple[str, str]]:
+    opts = [("— no flawed step —", NO_FLAW)]
+    for k, span in enumerate(t.sentences):
+        text = t.think[span[0] : span[1]]
+        opts.append((f"{k + 1}. {text if len(text) <= 90 else text[:87] + '…'}", _span_value(span)))
+    return opts
+
+
+def _progress(user: str) -> str:
+    p = service.progress(user)
+    total = p["submitted"] + p["discarded"] + p["todo"]
+    label = f"{user}: {p['submitted']} submitted · {p['todo']} to do · {p['draft']} drafts · {p['skipped']} skipped"
+    return progress_bar(p["submitted"] + p["discarded"], total, label)
+
+
+OUTPUTS = 10  # state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment
+
+
+def _show(user: str, t: service.Trace | None) -> tuple[Any, ...]:
+    if t is None:
+        return (
+            None, None, _progress(user),
+            "<div class='at-empty'>Your queue is empty. Import traces below, or ask questions in "
+            "<b>Ask &amp; compare</b> (think answers land here).</div>",
+            None, "", gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None),
+            None, None, "",
+        )  # fmt: skip
+    d = t.draft or {}
+    consistent = None if d.get("consistent") is None else ("yes" if d["consistent"] else "no")
+    quality = None if d.get("quality") is None else f"{d['quality']:.1f}"
+    span = d.get("flawed_span")
+    return (
+        t.generation_id, time.time(), _progress(user), _header(t), t.audio_path, _reasoning(t),
+        gr.update(choices=_flaw_choices(t), value=_span_value(tuple(span)) if span else None),
+        consistent, quality, d.get("comment") or "",
+    )  # fmt: skip
+
+
+def load(request: gr.Request) -> tuple[Any, ...]:
+    """Show the first trace of the signed-in user's queue."""
+    with user_error():
+        user = service.annotator(request)
+        return _show(user, service.next_trace(user))
+
+
+def act(
+    action: str,
+    gen_id: int | None,
+    shown_at: float | None,
+    flawed: str | None,
+    consistent: str | None,
+    quality: str | None,
+    comment: str | None,
+    request: gr.Request,
+) -> tuple[Any, ...]:
+    """Submit / draft / skip / discard the current trace, then show the next one."""
+    with user_error():
+        user = service.annotator(request)
+        if gen_id is None:
+            raise service.UserError("There is no trace to rate. Import some or ask in Ask & compare.")
+        status = {"submit": "submitted", "draft": "draft", "skip": "skipped", "discard": "discarded"}[action]
+        service.rate(
+            user,
+            gen_id,
+            consistent=None if consistent is None else consistent == "yes",
+            quality=None if quality in (None, "") else float(quality),
+            flawed_span=parse_span(flawed),
+            comment=comment,
+            status=status,
+            lead_time_s=(time.time() - shown_at) if shown_at else None,
+        )
+        gr.Info({"submit": "Rating submitted.", "draft": "Draft saved.", "skip": "Skipped: it comes back later.",
+                 "discard": "Discarded."}[action])  # fmt: skip
+        if action == "draft":
+            return _show(user, service.trace(user, gen_id))
+        return _show(user, service.next_trace(user, after=gen_id))
+
+
+def _actor(action: str):
+    def handler(
+        gen_id: int | None, shown_at: float | None, flawed: str | None, consistent: str | None,
+        quality: str | None, comment: str | None, request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        return act(action, gen_id, shown_at, flawed, consistent, quality, comment, request)
+
+    handler.__name__ = f"rate_{action}"
+    return handler
+
+
+def import_file(
+    server_file: str | None,
+    upload: str | None,
+    request: gr.Request,
+    progress=gr.Progress(),  # noqa: B008
+) -> str:
+    """Import traces from a run file under ``runs/`` or an uploaded completions.jsonl / predictions.json."""
+    with user_error():
+        user = service.annotator(request)
+        if upload:
+            target, uploaded = upload, True
+        elif server_file:
+            target, uploaded = server_file, False
+        else:
+            raise service.UserError("Pick a file under runs/ or upload one.")
+        progress(0, desc="importing")
+        c = service.import_traces(
+            user,
+            target,
+            uploaded=uploaded,
+            progress_cb=lambda k, n: progress(k / max(n, 1), desc="importing"),
+        )
+        return (
+            f"Imported **{c['imported'] + c['no_audio']}** traces ({c['no_audio']} without audio), "
+            f"{c['already']} were already there, {c['no_think']} had no reasoning (not rated), "
+            f"{c['bad']} unreadable; {c['records']} records in the file."
+        )
+
+
+def build() -> tuple[Any, Any]:
+    """Add the tab's components and events to the enclosing Blocks; returns (load event fn, outputs)."""
+    gen_state = gr.State(None)
+    shown_state = gr.State(None)
+    with gr.Row(elem_id="rate-panel"):
+        with gr.Column(scale=3):
+            progress_html = gr.HTML(elem_id="rate-progress")
+            header = gr.HTML(elem_id="rate-header")
+            audio = gr.Audio(type="filepath", interactive=False, label="Clip", elem_id="rate-audio")
+            reasoning = gr.HTML(elem_id="rate-reasoning")
+            flawed = gr.Radio(
+                [("— no flawed step —", NO_FLAW)],
+                label="Flawed step: the first sentence that goes wrong (leave empty for a flawless trace)",
+                elem_id="rate-flawed",
+            )
+        with gr.Column(scale=2):
+            consistent = gr.Radio(
+                [("yes", "yes"), ("no", "no")], label="Consistent? (keys 1 / 0)", elem_id="rate-consistent"
+            )
+            quality = gr.Radio(
+                QUALITY_CHOICES, label="Think quality (keys ` q w e r t y u i o p = 0.0 … 1.0)",
+                elem_id="rate-quality",
+            )  # fmt: skip
+            comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=2000, elem_id="rate-comment")
+            with gr.Row():
+                submit = gr.Button("Submit (Enter)", variant="primary", elem_id="rate-submit")
+                draft = gr.Button("Save draft (d)", elem_id="rate-draft")
+            with gr.Row():
+                skip = gr.Button("Skip (s)", elem_id="rate-skip")
+                discard = gr.Button("Discard (x)", variant="stop", elem_id="rate-discard")
+            gr.Markdown(
+                "<sub>Keys work when the cursor is not in the comment box: `1`/`0` consistent, "
+                "`` ` `` `q`…`p` quality, `Enter` submit, `d` draft, `s` skip, `x` discard.</sub>"
+            )
+            with gr.Accordion("Guidelines", open=False, elem_id="rate-guidelines"):
+                gr.Markdown(guidelines())
+            with gr.Accordion("Import traces (admins)", open=False, elem_id="rate-import"):
+                server_file = gr.Dropdown(
+                    choices=service.importable_files(), label="A run's completions.jsonl or an evaluation's "
+                    "predictions.json under runs/", allow_custom_value=False, elem_id="rate-import-file",
+                )  # fmt: skip
+                upload = gr.File(label="… or upload one", file_types=[".json", ".jsonl"], type="filepath")
+                with gr.Row():
+                    refresh = gr.Button("Refresh list", size="sm")
+                    do_import = gr.Button("Import", variant="secondary", elem_id="rate-import-btn")
+                import_result = gr.Markdown()
+    outputs = [
+        gen_state,
+        shown_state,
+        progress_html,
+        header,
+        audio,
+        reasoning,
+        flawed,
+        consistent,
+        quality,
+        comment,
+    ]
+    inputs = [gen_state, shown_state, flawed, consistent, quality, comment]
+    for btn, action in ((submit, "submit"), (draft, "draft"), (skip, "skip"), (discard, "discard")):
+        btn.click(
+            _actor(action),
+            inputs,
+            outputs,
+            api_visibility="private",
+            concurrency_id="db",
+            concurrency_limit=service.DB_CONCURRENCY,
+        )
+    refresh.click(
+        lambda: gr.update(choices=service.importable_files()), None, server_file, api_visibility="private"
+    )
+    do_import.click(
+        import_file, [server_file, upload], import_result, api_visibility="private", concurrency_id="import"
+    ).then(load, None, outputs, api_visibility="private")
+    return load, outputs

@@ -1,0 +1,139 @@
+"""Reward model: what has been collected, how much annotators agree, how models and modes rank, and the
+buttons that export the ratings and train the learned judge.
+
+Agreement is Cohen's κ on consistency for every annotator pair (over the generations both submitted)
+and Krippendorff's α (interval) on quality over every generation rated by two or more; the ranking is a
+Bradley–Terry fit of the side-by-side votes with bootstrap 95 % intervals (``app/stats.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from . import service, stats
+from .ui import user_error
+
+BOOTSTRAP_ROUNDS = 200
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> dict:
+    return {"headers": headers, "data": rows or [["–"] * len(headers)]}
+
+
+def summary() -> tuple[Any, ...]:
+    """Counts, agreement and the ranking, as (markdown, counts table, κ table, ranking table, plot)."""
+    with user_error():
+        c = service.counts()
+        by_source = c.get("ratings_by_source", {})
+        by_ann = c.get("ratings_by_annotator", {})
+        votes_by = c.get("votes_by_annotator", {})
+        rows = []
+        for name in sorted(set(by_ann) | set(votes_by)):
+            s = by_ann.get(name, {})
+            rows.append([name, s.get("submitted", 0), s.get("draft", 0), s.get("skipped", 0),
+                         s.get("discarded", 0), votes_by.get(name, 0)])  # fmt: skip
+        data = service.agreement_data()
+        pairs = stats.pairwise_kappa(data["consistency"])
+        kappa = stats.mean_kappa(pairs)
+        alpha = stats.krippendorff_alpha(data["quality"])
+        overlap = sum(1 for v in data["quality"].values() if len(v) >= 2)
+        comps, names = service.vote_comparisons()
+        ranked = stats.bt_bootstrap(comps, names, rounds=BOOTSTRAP_ROUNDS) if comps else []
+        fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        src = " · ".join(f"{k}: {sum(v.values())}" for k, v in sorted(by_source.items())) or "none yet"
+        items = " · ".join(f"{k}: {v}" for k, v in sorted(c.get("items_by_source", {}).items())) or "none yet"
+        md = (
+            f"**{c['ratings']}** ratings · **{c['votes']}** votes · {c['generations']} generations · "
+            f"{c['items']} items · {c['clips']} clips · {c['annotators']} annotators  \n"
+            f"Ratings by source: {src}  \nItems by source: {items}  \n"
+            f"**Agreement** — Cohen's κ (consistency, overlap-weighted mean of {len(pairs)} annotator pairs): "
+            f"**{fmt(kappa)}** · Krippendorff's α (quality, interval, {overlap} generations rated twice or "
+            f"more): **{fmt(alpha)}**"
+        )
+        kappa_rows = [[p.a, p.b, p.n, fmt(p.kappa)] for p in pairs]
+        rank_rows = [[k + 1, r.name, round(r.rating), f"{r.low:.0f} – {r.high:.0f}", r.games, f"{r.win_rate:.2f}"]
+                     for k, r in enumerate(ranked)]  # fmt: skip
+        return (
+            md,
+            _table(rows, ["annotator", "submitted", "drafts", "skipped", "discarded", "votes"]),
+            _table(kappa_rows, ["annotator A", "annotator B", "overlap", "κ consistency"]),
+            _table(rank_rows, ["rank", "model · mode", "BT rating", "95% interval", "votes", "win rate"]),
+            _ranking_plot(ranked),
+        )
+
+
+def _ranking_plot(ranked: list[stats.Ranked]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not ranked:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(ranked)))
+    ys = list(range(len(ranked)))[::-1]
+    ax.errorbar(
+        [r.rating for r in ranked], ys,
+        xerr=[[max(0.0, r.rating - r.low) for r in ranked], [max(0.0, r.high - r.rating) for r in ranked]],
+        fmt="o", capsize=4,
+    )  # fmt: skip
+    ax.set_yticks(ys, [r.name for r in ranked])
+    ax.set_xlabel("Bradley–Terry rating (Elo scale) with bootstrap 95% interval")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def export(fmt: str, request: gr.Request) -> Any:
+    """Write an export and offer it for download."""
+    with user_error():
+        user = service.annotator(request)
+        path = service.export(user, fmt)
+        gr.Info("Export ready: download it below (on a Space, the disk is not kept: export often).")
+        return gr.update(value=path, visible=True)
+
+
+def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
+    """Train the learned judge on all submitted ratings and votes (progress bars from its tqdm loops);
+    returns its held-out metrics."""
+    with user_error():
+        user = service.annotator(request)
+        progress(0.0, desc="collecting ratings")
+        return service.train_reward_model(user)
+
+
+def build() -> tuple[Any, list[Any]]:
+    """Add the tab's components and events; returns (refresh fn, its outputs) for the tab's select event."""
+    overview = gr.Markdown(elem_id="rm-overview")
+    with gr.Row():
+        counts = gr.Dataframe(label="Annotators", interactive=False, elem_id="rm-counts")
+        kappas = gr.Dataframe(
+            label="Pairwise agreement on consistency", interactive=False, elem_id="rm-kappa"
+        )
+    with gr.Row():
+        ranking = gr.Dataframe(
+            label="Ranking from votes (Bradley–Terry)", interactive=False, elem_id="rm-rank"
+        )
+        plot = gr.Plot(label="Ranking", show_label=False, elem_id="rm-plot")
+    refresh = gr.Button("Refresh", size="sm")
+    with gr.Row():
+        with gr.Column():
+            fmt = gr.Radio(
+                list(service.EXPORT_FORMATS), value="trl", label="Export format (admins: all ratings; "
+                "annotators: their own, as JSONL)", elem_id="rm-format",
+            )  # fmt: skip
+            export_btn = gr.Button("Export ratings", elem_id="rm-export")
+            export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="rm-file")
+        with gr.Column():
+            train_btn = gr.Button("Train reward model", variant="primary", elem_id="rm-train")
+            metrics = gr.JSON(label="Reward model metrics", elem_id="rm-metrics")
+    outputs = [overview, counts, kappas, ranking, plot]
+    refresh.click(summary, None, outputs, api_visibility="private")
+    export_btn.click(export, [fmt], export_file, api_visibility="private", concurrency_id="export")
+    train_btn.click(
+        train, None, metrics, api_visibility="private", concurrency_id="train", concurrency_limit=1
+    )
+    return summary, outputs

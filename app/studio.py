@@ -1,0 +1,176 @@
+"""The studio's Blocks: header, the four tabs, the API endpoints, and how it is launched.
+
+``build_app()`` makes the Blocks (queue included); ``launch_kwargs()`` is what ``launch`` needs (auth,
+upload limit, the keyboard-shortcut script and CSS, which Gradio 6 takes in ``launch``); ``launch()``
+does both. ``app.py`` at the repository root is the entry point that calls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import api, compare, rate, reward, runs, service
+
+KEYBOARD_JS = """
+<script>
+(() => {
+  if (window.__audioThinkerKeys) return;
+  window.__audioThinkerKeys = true;
+  const QUALITY = {"`": "0.0", q: "0.1", w: "0.2", e: "0.3", r: "0.4", t: "0.5", y: "0.6", u: "0.7",
+                   i: "0.8", o: "0.9", p: "1.0"};
+  const shown = (el) => !!el && el.offsetParent !== null;
+  const pick = (id, value) => {
+    const root = document.getElementById(id);
+    if (!root) return false;
+    for (const input of root.querySelectorAll("input[type=radio]")) {
+      const label = input.closest("label");
+      const text = label ? label.textContent.trim() : "";
+      if (input.value === value || text === value) { input.click(); return true; }
+    }
+    return false;
+  };
+  const press = (id) => {
+    const el = document.getElementById(id);
+    const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
+    if (btn && !btn.disabled) { btn.click(); return true; }
+    return false;
+  };
+  document.addEventListener("keydown", (ev) => {
+    if (!shown(document.getElementById("rate-panel"))) return;
+    if (ev.altKey || ev.metaKey || ev.repeat) return;
+    const t = ev.target;
+    const typing = t && (t.tagName === "TEXTAREA" || t.isContentEditable ||
+      (t.tagName === "INPUT" && !["radio", "checkbox", "button"].includes(t.type)));
+    const k = ev.key;
+    if (k === "Enter" && t && t.tagName === "BUTTON") return;  // the focused button handles its own Enter
+    if (typing && !(k === "Enter" && ev.ctrlKey)) return;       // Ctrl+Enter submits from the comment box
+    if (ev.ctrlKey && k !== "Enter") return;
+    let done = false;
+    if (k === "1") done = pick("rate-consistent", "yes");
+    else if (k === "0") done = pick("rate-consistent", "no");
+    else if (k in QUALITY) done = pick("rate-quality", QUALITY[k]);
+    else if (k === "Enter") done = press("rate-submit");
+    else if (k === "d") done = press("rate-draft");
+    else if (k === "s") done = press("rate-skip");
+    else if (k === "x") done = press("rate-discard");
+    if (done) ev.preventDefault();
+  });
+})();
+</script>
+"""
+
+CSS = """
+.at-progress { margin: 4px 0 8px; }
+.at-progress-label { font-size: 0.85em; opacity: 0.8; margin-bottom: 3px; }
+.at-progress-track { height: 10px; border-radius: 5px; background: var(--neutral-200); overflow: hidden; }
+.at-progress-fill { height: 100%; background: var(--color-accent); transition: width 0.3s; }
+.at-trace-head .at-q { font-weight: 600; font-size: 1.1em; margin-bottom: 4px; }
+.at-trace-head .at-choices { margin: 2px 0 4px 1.2em; }
+.at-trace-head .at-meta, .at-empty { font-size: 0.85em; opacity: 0.75; }
+.at-reasoning { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px; }
+.at-reasoning .at-label { font-size: 0.8em; text-transform: uppercase; opacity: 0.6; margin-top: 6px; }
+.at-reasoning .at-sent sup { opacity: 0.55; margin: 0 2px 0 6px; }
+.at-reasoning .at-answer { font-weight: 600; }
+#rate-quality .wrap { gap: 4px; }
+"""
+
+
+def header(request: gr.Request) -> str:
+    """Who is signed in (or the no-auth notice), the database and the model."""
+    try:
+        user = service.annotator(request)
+    except service.UserError:
+        return "Please sign in."
+    info = service.info()
+    who = (
+        f"Signed in as **{user}**" + (" (admin)" if service.is_admin(user) and info["auth"] != "none" else "")
+        if info["auth"] != "none"
+        else "**No login configured**: ratings and votes are saved as annotator **local**. "
+        "Set `AUDIO_THINKER_USERS=user:pass,…` for rating sessions."
+    )
+    return f"{who} · model `{info['model']}` · database `{info['db']}`"
+
+
+def build_app() -> gr.Blocks:
+    """The studio: header, Ask & compare, Rate, Reward model, Runs, and the named API endpoints."""
+    with gr.Blocks(title="Audio-Thinker studio") as demo:
+        gr.Markdown(
+            "## Audio-Thinker studio\nAsk an audio question, compare thinking with answering directly, "
+            "vote, and rate reasoning traces for the reward model."
+        )
+        with gr.Row():
+            notice = gr.Markdown(elem_id="studio-notice")
+            if service.settings().oauth:  # a Space with hf_oauth: true and no AUDIO_THINKER_USERS
+                gr.LoginButton(scale=0)
+        api.register()  # first, so the named endpoints keep their names
+        with gr.Tabs():
+            with gr.Tab("Ask & compare", id="compare", elem_id="tab-compare"):
+                compare.build()
+            with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
+                rate_load, rate_outputs = rate.build()
+            with gr.Tab("Reward model", id="reward", elem_id="tab-reward") as reward_tab:
+                reward_summary, reward_outputs = reward.build()
+            with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
+                runs_show, runs_outputs, run_pick = runs.build()
+        demo.load(header, None, notice, api_visibility="private")
+        rate_tab.select(rate_load, None, rate_outputs, api_visibility="private")
+        reward_tab.select(reward_summary, None, reward_outputs, api_visibility="private")
+        runs_tab.select(runs_show, [run_pick], runs_outputs, api_visibility="private")
+    demo.queue(default_concurrency_limit=2, max_size=512)
+    return demo
+
+
+def launch_kwargs(**overrides: Any) -> dict[str, Any]:
+    """``launch`` arguments: auth from ``AUDIO_THINKER_USERS``, the upload limit, script and CSS."""
+    s = service.settings()
+    allowed = {str(Path(p).resolve()) for p in (s.runs_root, s.exports_dir) if p}
+    with contextlib.suppress(service.StoreUnavailable):  # else the header and every handler say so
+        allowed.add(str(service.store().media_dir.resolve()))
+    kwargs: dict[str, Any] = {
+        "max_file_size": service.MAX_UPLOAD_BYTES,
+        "head": KEYBOARD_JS,
+        "css": CSS,
+        "allowed_paths": sorted(allowed),
+        "show_error": True,
+        "footer_links": ["api", "gradio"],
+    }
+    if s.users:
+        kwargs["auth"] = list(s.users.items())
+        kwargs["auth_message"] = "Audio-Thinker studio: sign in with your annotator account."
+    if os.environ.get("GRADIO_SERVER_PORT"):
+        kwargs["server_port"] = int(os.environ["GRADIO_SERVER_PORT"])
+    kwargs.update(overrides)
+    return kwargs
+
+
+def launch(demo: gr.Blocks | None = None, **overrides: Any) -> tuple[Any, str, str]:
+    """Build (unless given) and launch the studio; returns what ``Blocks.launch`` returns."""
+    demo = demo or build_app()
+    return demo.launch(**launch_kwargs(**overrides))
+
+
+def free_port() -> int:
+    """A free TCP port on localhost."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(port: int | None = None, **overrides: Any) -> tuple[gr.Blocks, str]:
+    """Build and launch the studio in background threads (tests, benchmarks); returns ``(demo, url)``.
+
+    Call ``service.configure(...)`` first; close with ``demo.close()``.
+    """
+    demo = build_app()
+    _, url, _ = launch(
+        demo, prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port or free_port(),
+        **overrides,
+    )  # fmt: skip
+    return demo, url
