@@ -10,7 +10,9 @@
 5. ``train``: rollout → rewards → advantages → μ optimizer updates → logs, completions.jsonl, checkpoints.
 
 Data and sampling are pure functions of ``(seed, step)``, so ``--resume`` from a checkpoint (model or
-adapter, optimizer, scheduler, RNG) continues exactly.
+adapter, optimizer, scheduler, RNG) continues exactly. Each completion samples from its own generator, seeded
+by ``(seed, step, its index in the global batch)``, so N processes draw the same rollouts as one: each takes
+an equal slice of the B·G completions (whole groups, or equal parts of one group).
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import torch
 from . import synth
 from .inference import completion_mask, sample
 from .judge import JudgeRequest, make_judge
-from .models import default_model_path, embed_prompt, encode_audio, language_model, load_policy, unwrap_peft
+from .models import (
+    default_model_path,
+    embed_prompt,
+    encode_audio,
+    freeze_unused,
+    language_model,
+    load_policy,
+    unwrap_peft,
+)
 from .prompts import chat_prompt
 from .rewards import (
     atar,
@@ -51,6 +61,7 @@ REWARD_SETS = {
 }
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
+ROLLOUTS = ("hf", "vllm")
 
 
 @dataclass
@@ -100,6 +111,7 @@ class GRPOConfig:
     eval_seed: int = 90210
     eval_modes: list[str] = field(default_factory=lambda: ["adaptive", "think"])
     resume: str | None = None  # a checkpoint folder, or "latest"
+    rollout: str = "hf"  # hf (the KV-cached sampler here) | vllm (GPU only: pip install '.[vllm]')
 
     def validate(self) -> None:
         if self.reward_set not in REWARD_SETS:
@@ -118,6 +130,8 @@ class GRPOConfig:
             )
         if self.num_iterations < 1 or self.max_steps < 1 or self.prompts_per_step < 1:
             raise ValueError("num_iterations, max_steps and prompts_per_step must be positive")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout {self.rollout!r} unknown; choose from {list(ROLLOUTS)}")
 
     @property
     def prompt_mode(self) -> str:
@@ -278,6 +292,8 @@ class LogProbModule(torch.nn.Module):
     def __init__(self, policy):
         super().__init__()
         self.policy = policy
+        # FSDP's transformer-based wrapping reads the layer classes to shard from here
+        self._no_split_modules = getattr(unwrap_peft(policy), "_no_split_modules", None)
 
     def forward(self, *args, **kwargs):
         return completion_logprobs(self.policy, *args, **kwargs)
@@ -376,10 +392,8 @@ def train(cfg: GRPOConfig) -> dict:
     )
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
-    if cfg.prompts_per_step % world:
-        raise ValueError(
-            f"prompts_per_step ({cfg.prompts_per_step}) must divide evenly over {world} processes"
-        )
+    G, B = cfg.num_generations, cfg.prompts_per_step
+    rows, local, g = process_share(B, G, world, rank)
     model_path = cfg.model or default_model_path()
     policy, processor = load_policy(model_path, allow_text=True)
     is_audio = hasattr(processor, "feature_extractor")  # else a text-only causal LM and its tokenizer
@@ -402,10 +416,11 @@ def train(cfg: GRPOConfig) -> dict:
             ),
         )
     elif cfg.beta:
-        ref_model, _ = load_policy(
-            model_path, allow_text=True
-        )  # full fine-tuning: a frozen copy is the reference
+        ref_model, _ = load_policy(  # full fine-tuning: a frozen copy is the reference
+            model_path, dtype=torch.bfloat16 if cfg.bf16 else torch.float32, allow_text=True
+        )
         ref_model.requires_grad_(False)
+    freeze_unused(policy)  # Qwen2.5-Omni's vision encoder: never run on audio
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -419,6 +434,8 @@ def train(cfg: GRPOConfig) -> dict:
         num_training_steps=updates,
     )
     module = LogProbModule(policy)
+    if accelerator.state.deepspeed_plugin is not None:  # no dataloader to size DeepSpeed's micro-batch from
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
@@ -426,6 +443,11 @@ def train(cfg: GRPOConfig) -> dict:
     pool = None if cfg.data == "synth" else _load_pool(cfg.data)
     eos = unwrap_peft(policy).generation_config.eos_token_id or tok.eos_token_id
     eos_ids = eos if isinstance(eos, list) else [eos]
+    vllm = None
+    if cfg.rollout == "vllm":
+        from .vllm_backend import VLLMRollout, build_requests
+
+        vllm = VLLMRollout(model_path, seed=cfg.seed, max_model_len=4096 + cfg.max_new_tokens)
 
     start_step = 0
     if cfg.resume:
@@ -440,8 +462,8 @@ def train(cfg: GRPOConfig) -> dict:
     completions_file = (out / "completions.jsonl").open("a") if accelerator.is_main_process else None
     history_file = (out / "history.jsonl").open("a") if accelerator.is_main_process else None
     unwrapped = accelerator.unwrap_model(module).policy
-    G, B = cfg.num_generations, cfg.prompts_per_step
-    local = slice(rank * B // world, (rank + 1) * B // world)
+    if vllm is not None and start_step:
+        vllm.load_weights(unwrapped)  # the resumed policy, not the base the engine loaded
     history = []
     bar = tqdm(
         range(start_step, cfg.max_steps),
@@ -457,29 +479,39 @@ def train(cfg: GRPOConfig) -> dict:
         enc = _prompt_batch(processor, my_items, cfg.prompt_mode, is_audio).to(accelerator.device)
         input_features, feature_mask = enc.get("input_features"), enc.get("feature_attention_mask")
 
-        # rollout: G completions per prompt, audio encoded and prompt prefilled once
-        unwrapped.eval()
-        gen = torch.Generator(device=accelerator.device).manual_seed(
-            cfg.seed * 1_000_003 + step * 1009 + rank
-        )
-        with torch.no_grad(), accelerator.autocast():
-            feats = encode_audio(unwrapped, input_features, feature_mask) if is_audio else []
-            cols = list(
-                sample(
-                    unwrapped,
-                    enc["input_ids"],
-                    enc["attention_mask"],
-                    feats,
-                    eos_ids=eos_ids,
-                    pad_id=tok.pad_token_id,
-                    max_new_tokens=cfg.max_new_tokens,
-                    temperature=cfg.temperature,
-                    group=G,
-                    generator=gen,
+        # rollout: g completions per local prompt, audio encoded and prompt prefilled once;
+        # completion r of the global batch samples from its own generator, seeded by (seed, step, r)
+        seeds = [_rollout_seed(cfg.seed, step, r) for r in range(rows.start, rows.stop)]
+        if vllm is not None:
+            comp_ids = vllm.generate(
+                build_requests(processor, my_items, cfg.prompt_mode),
+                n=g,
+                seeds=seeds[::g],
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                pad_id=tok.pad_token_id,
+            ).to(accelerator.device)
+        else:
+            unwrapped.eval()
+            gens = [torch.Generator(device=accelerator.device).manual_seed(s) for s in seeds]
+            with torch.no_grad(), accelerator.autocast():
+                feats = encode_audio(unwrapped, input_features, feature_mask) if is_audio else []
+                cols = list(
+                    sample(
+                        unwrapped,
+                        enc["input_ids"],
+                        enc["attention_mask"],
+                        feats,
+                        eos_ids=eos_ids,
+                        pad_id=tok.pad_token_id,
+                        max_new_tokens=cfg.max_new_tokens,
+                        temperature=cfg.temperature,
+                        group=g,
+                        generator=gens,
+                    )
                 )
-            )
-        unwrapped.train()
-        comp_ids = torch.stack(cols, 1)
+            unwrapped.train()
+            comp_ids = torch.stack(cols, 1)
         comp_mask = completion_mask(comp_ids, eos_ids)
         my_texts = [
             tok.decode(ids[m.bool()], skip_special_tokens=True)
@@ -492,15 +524,15 @@ def train(cfg: GRPOConfig) -> dict:
         scores = score_completions(all_texts, all_items, cfg=cfg, step=step, judge=judge)
         rewards = torch.tensor(scores["total"], dtype=torch.float32)
         advantages = group_advantages(rewards, G, cfg.scale_rewards)
-        my_adv = advantages[local.start * G : local.stop * G].to(accelerator.device)
+        my_adv = advantages[rows].to(accelerator.device)
         n_tokens_global = int(accelerator.gather(comp_mask.sum().reshape(1)).sum())
         denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens) / world
 
-        # micro-batches of prompts (x G completions each): (log-prob inputs, completion rows)
+        # micro-batches of prompts (x g completions each): (log-prob inputs, completion rows)
         micro = []
         for i in range(0, len(my_items), cfg.micro_batch_prompts):
             c = slice(i, min(i + cfg.micro_batch_prompts, len(my_items)))
-            rows = slice(c.start * G, c.stop * G)
+            mrows = slice(c.start * g, c.stop * g)
             feats_c = (input_features[c], feature_mask[c]) if is_audio else (None, None)
             micro.append(
                 (
@@ -508,11 +540,11 @@ def train(cfg: GRPOConfig) -> dict:
                         enc["input_ids"][c],
                         enc["attention_mask"][c],
                         *feats_c,
-                        comp_ids[rows],
-                        G,
+                        comp_ids[mrows],
+                        g,
                         cfg.temperature,
                     ),
-                    rows,
+                    mrows,
                 )
             )
 
@@ -536,8 +568,10 @@ def train(cfg: GRPOConfig) -> dict:
 
         stats = {"loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "entropy": 0.0}
         for _ in range(cfg.num_iterations):
-            for k, (args, rows) in enumerate(micro):
-                sync = accelerator.no_sync(module) if k < len(micro) - 1 else nullcontext()
+            for k, (args, mrows) in enumerate(micro):
+                last = k == len(micro) - 1
+                accelerator.sync_gradients = last  # DeepSpeed steps (and DDP syncs) at the last micro-batch
+                sync = nullcontext() if last else accelerator.no_sync(module)
                 with sync, accelerator.autocast():
                     logp, ent = module(*args, shared_prefix=shared)
                     old = old_logps[k] if old_logps[k] is not None else logp.detach()
@@ -545,8 +579,8 @@ def train(cfg: GRPOConfig) -> dict:
                         logp,
                         old,
                         ref_logps[k],
-                        my_adv[rows],
-                        comp_mask[rows],
+                        my_adv[mrows],
+                        comp_mask[mrows],
                         beta=cfg.beta,
                         epsilon=cfg.epsilon,
                         epsilon_high=cfg.epsilon_high,
@@ -554,15 +588,17 @@ def train(cfg: GRPOConfig) -> dict:
                         denom=denom,
                     )
                     accelerator.backward(loss * world)  # DDP averages gradients over processes; undo that
-                m = comp_mask[rows].float()
+                m = comp_mask[mrows].float()
                 stats["loss"] += loss.item() / cfg.num_iterations
                 stats["clip_ratio"] += s["clip_ratio"].item() / cfg.num_iterations
                 stats["kl"] += s["kl"].item() / cfg.num_iterations
                 stats["entropy"] += (ent.detach() * m).sum().item() / cfg.num_iterations
-            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)  # DeepSpeed: clips inside
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+        if vllm is not None:
+            vllm.load_weights(unwrapped)
 
         # logging
         truncated = (~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)).float()
@@ -593,7 +629,7 @@ def train(cfg: GRPOConfig) -> dict:
                 "entropy": totals[3] / n_tok,
                 "completions/mean_length": totals[4] / (B * G),
                 "completions/clipped_ratio": totals[5] / (B * G),
-                "grad_norm": float(grad_norm),
+                "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
                 "learning_rate": scheduler.get_last_lr()[0],
                 "step_time": time.perf_counter() - t0,
             }
@@ -619,11 +655,13 @@ def train(cfg: GRPOConfig) -> dict:
         history_file.close()
     accelerator.wait_for_everyone()
     final = out / "final"
+    state = accelerator.get_state_dict(module)  # on every process: gathers ZeRO-3 / FSDP shards
     if accelerator.is_main_process:
         policy_to_save = accelerator.unwrap_model(module).policy
-        if cfg.lora:
-            policy_to_save = policy_to_save.merge_and_unload()
-        policy_to_save.save_pretrained(final)
+        state = {k.removeprefix("policy."): v for k, v in state.items()}
+        if cfg.lora and not _is_sharded(accelerator):
+            policy_to_save, state = policy_to_save.merge_and_unload(), None
+        policy_to_save.save_pretrained(final, state_dict=state)  # sharded LoRA: the adapter (loads merged)
         processor.save_pretrained(final)
     accelerator.end_training()
     return {"final": str(final), "steps": cfg.max_steps, "history": history}
@@ -645,6 +683,32 @@ def _prompt_batch(processor, items: Sequence[dict], mode: str, is_audio: bool):
         return_tensors="pt",
         padding=True,
     )
+
+
+def process_share(B: int, G: int, world: int, rank: int) -> tuple[slice, slice, int]:
+    """This process's completions (rows of the global B·G batch), their prompts, and completions per prompt.
+
+    Each process takes an equal slice: whole groups, or an equal part of one group (2 prompts x G=8 on 8 GPUs).
+    """
+    per_proc = B * G // world
+    if (B * G) % world or (per_proc % G and G % per_proc):
+        raise ValueError(
+            f"{B} prompts x {G} completions cannot be split evenly over {world} processes "
+            "(each needs whole groups or an equal part of one group)"
+        )
+    rows = slice(rank * per_proc, (rank + 1) * per_proc)
+    return rows, slice(rows.start // G, (rows.stop - 1) // G + 1), min(G, per_proc)
+
+
+def _is_sharded(accelerator) -> bool:
+    """Whether parameters are sharded over processes (ZeRO-3 or FSDP): no in-place LoRA merge then."""
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type.name == "FSDP" or (plugin is not None and plugin.zero_stage == 3)
+
+
+def _rollout_seed(seed: int, step: int, row: int) -> int:
+    """The sampling seed of completion ``row`` of the global batch at ``step`` (independent of the split)."""
+    return int(np.random.SeedSequence([seed, step, row]).generate_state(1)[0])
 
 
 def _gather_list(accelerator, values: list) -> list:

@@ -59,13 +59,15 @@ def sample(
     max_new_tokens: int = 160,
     temperature: float = 1.0,
     group: int = 1,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Sample completions token by token; yields the new column of token ids, shape (B * group,).
 
     Rows ``i * group … i * group + group - 1`` are the completions of prompt ``i``; the prompt is
     prefilled once and its KV cache repeated. ``temperature == 0`` is greedy decoding. A row that has
     produced an eos keeps yielding ``pad_id``. Stops when every row is done or after ``max_new_tokens``.
+    ``generator`` may be one per row: each row then draws from its own stream, so a row's tokens do not
+    depend on which other rows share the batch (GRPO's rollouts are the same on 1 or N processes).
     """
     model = unwrap_peft(model)
     embeds = embed_prompt(model, input_ids, audio_features)
@@ -83,7 +85,12 @@ def sample(
     for _ in range(max_new_tokens):
         if temperature > 0:
             probs = torch.softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            if isinstance(generator, Sequence):
+                token = torch.cat(
+                    [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator, strict=True)]
+                )
+            else:
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, pad_id), token)

@@ -8,6 +8,12 @@ own byte-level BPE tokenizer (carrying the Qwen2-Audio special tokens and chat t
 The audio path is split into :func:`encode_audio` (audio tower + projector, run once per clip) and
 :func:`embed_prompt` (token embeddings with the audio features scattered into the ``<|AUDIO|>`` slots), so
 a GRPO group of G completions shares one encoder pass.
+
+Supported bases (:data:`SUPPORTED_ARCHITECTURES`, picked from the checkpoint's config): Qwen2-Audio
+(``Qwen2AudioForConditionalGeneration``, e.g. Qwen2-Audio-7B-Instruct) and the Qwen2.5-Omni thinker
+(``Qwen2_5OmniThinkerForConditionalGeneration``; a full Qwen2.5-Omni checkpoint loads its thinker, no talker).
+For audio-only prompts Qwen2.5-Omni's 3D (M-RoPE) positions are the 1D positions on all three axes
+(``get_rope_index`` with no image or video, rope_deltas 0), so one position scheme serves both.
 """
 
 from __future__ import annotations
@@ -47,6 +53,37 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+# Qwen2.5-Omni's chat template (as shipped with Qwen/Qwen2.5-Omni-7B), unchanged.
+OMNI_CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
+    "{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_bos|><|IMAGE|><|vision_eos|>"
+    "{% elif content['type'] == 'audio' or 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}{% if add_audio_id %}Audio {{ audio_count.value }}: {% endif %}"
+    "<|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_bos|><|VIDEO|><|vision_eos|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# the named tokens Qwen2_5OmniProcessor reads from its tokenizer, beyond Qwen2-Audio's audio ones
+OMNI_VISION_TOKENS = {
+    "image_token": "<|IMAGE|>",
+    "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
+}
 
 TINY_AUDIO_CONFIG = dict(
     num_mel_bins=80,
@@ -160,6 +197,107 @@ def build_tiny_model(tokenizer, seed: int = 0, clip_seconds: int = CLIP_SECONDS_
     return model
 
 
+def build_omni_tokenizer(path: str | os.PathLike = TINY_MODEL_DIR):
+    """The project's tokenizer (from ``path``) plus the vision tokens ``Qwen2_5OmniProcessor`` requires."""
+    from transformers import AddedToken, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), **OMNI_VISION_TOKENS)
+    tok.add_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in OMNI_VISION_TOKENS.values()],
+        special_tokens=True,
+    )
+    return tok
+
+
+def build_omni_processor(tokenizer, clip_seconds: int = CLIP_SECONDS_TINY):
+    """A ``Qwen2_5OmniProcessor`` (Whisper features over ``clip_seconds``, Qwen2-VL image processor, Omni chat)."""
+    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessorPil, WhisperFeatureExtractor
+    from transformers.utils import is_torchvision_available
+
+    _allow_omni_processor_without_torchvision()
+    if is_torchvision_available():
+        from transformers import Qwen2VLVideoProcessor
+
+        video = Qwen2VLVideoProcessor()
+    else:  # audio only: an inert stand-in (transformers' video processors all need torchvision)
+        from transformers.video_processing_utils import VideoProcessorMixin
+
+        video = VideoProcessorMixin()
+    fe = WhisperFeatureExtractor(feature_size=TINY_AUDIO_CONFIG["num_mel_bins"], chunk_length=clip_seconds)
+    return Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessorPil(),
+        video_processor=video,
+        feature_extractor=fe,
+        tokenizer=tokenizer,
+        chat_template=OMNI_CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_omni_thinker(tokenizer, seed: int = 0):
+    """A randomly initialised tiny ``Qwen2_5OmniThinkerForConditionalGeneration`` sized for ``tokenizer``.
+
+    Same sizes as the tiny Qwen2-Audio (audio 3 x 128, LM 4 x 192) plus a one-block vision encoder that the
+    audio path never runs. M-RoPE sections [4, 6, 6] cover the 32-dim heads' 16 frequencies (7B: [16, 24, 24]).
+    """
+    from transformers import (
+        GenerationConfig,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+    )
+
+    torch.manual_seed(seed)
+    ids = tokenizer.convert_tokens_to_ids
+    pad, eos = tokenizer.pad_token_id, ids("<|im_end|>")
+    hidden = TINY_TEXT_CONFIG["hidden_size"]
+    text = {k: v for k, v in TINY_TEXT_CONFIG.items() if k != "rope_theta"}
+    config = Qwen2_5OmniThinkerConfig(
+        audio_config={**TINY_AUDIO_CONFIG, "output_dim": hidden},
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": hidden,
+            "fullatt_block_indexes": [0],
+        },
+        text_config={
+            **text,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": pad,
+            "eos_token_id": eos,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": TINY_TEXT_CONFIG["rope_theta"],
+                "mrope_section": [4, 6, 6],
+            },
+        },
+        audio_token_index=ids("<|AUDIO|>"),
+        image_token_index=ids(OMNI_VISION_TOKENS["image_token"]),
+        video_token_index=ids(OMNI_VISION_TOKENS["video_token"]),
+        audio_start_token_id=ids("<|audio_bos|>"),
+        audio_end_token_id=ids("<|audio_eos|>"),
+        vision_start_token_id=ids(OMNI_VISION_TOKENS["vision_bos_token"]),  # read by get_rope_index
+        vision_end_token_id=ids(OMNI_VISION_TOKENS["vision_eos_token"]),
+        tie_word_embeddings=True,
+    )
+    model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[eos, pad], pad_token_id=pad, do_sample=True, temperature=1.0, top_k=0, top_p=1.0
+    )
+    return model
+
+
+def _allow_omni_processor_without_torchvision() -> None:
+    """transformers (5.23) checks an Omni processor's video processor against ``VideoProcessorMixin``, a name it
+    exports only when torchvision is installed; export it so CPU-only installs (audio only) can build one."""
+    from transformers import processing_utils
+    from transformers.video_processing_utils import VideoProcessorMixin
+
+    module = processing_utils.transformers_module
+    if not hasattr(module, "VideoProcessorMixin"):
+        module.VideoProcessorMixin = VideoProcessorMixin
+
+
 # --------------------------------------------------------------------------------------------------
 # Loading
 
@@ -206,13 +344,19 @@ def load_policy(
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         return model, AutoTokenizer.from_pretrained(path)
     cls = model_class(config)
-    model = cls.from_pretrained(path, dtype=dtype).to(device).eval()
+    if config.model_type == "qwen2_5_omni":  # a full Qwen2.5-Omni checkpoint: load its thinker only
+        config = config.thinker_config
+    model = cls.from_pretrained(path, config=config, dtype=dtype).to(device).eval()
+    _allow_omni_processor_without_torchvision()
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
 
 
+# config.model_type -> the transformers class the trainer and inference run
 SUPPORTED_ARCHITECTURES = {
-    "qwen2_audio": "Qwen2AudioForConditionalGeneration",
+    "qwen2_audio": "Qwen2AudioForConditionalGeneration",  # Qwen2-Audio(-7B-Instruct)
+    "qwen2_5_omni_thinker": "Qwen2_5OmniThinkerForConditionalGeneration",  # Qwen2.5-Omni's thinker
+    "qwen2_5_omni": "Qwen2_5OmniThinkerForConditionalGeneration",  # full Qwen2.5-Omni: its thinker, no talker
 }
 
 
@@ -222,10 +366,28 @@ def model_class(config):
 
     name = SUPPORTED_ARCHITECTURES.get(config.model_type)
     if name is None:
-        raise ValueError(
-            f"unsupported architecture {config.model_type!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
+        supported = ", ".join(f"{k} ({v})" for k, v in SUPPORTED_ARCHITECTURES.items())
+        raise ValueError(f"unsupported architecture {config.model_type!r}; supported: {supported}")
     return getattr(transformers, name)
+
+
+def is_omni(model) -> bool:
+    """Whether ``model`` is a Qwen2.5-Omni thinker (else Qwen2-Audio or a text-only causal LM)."""
+    return unwrap_peft(model).config.model_type.startswith("qwen2_5_omni")
+
+
+def freeze_unused(model) -> list[str]:
+    """Freeze what the audio path never runs (Qwen2.5-Omni's vision encoder and its unused audio bos/eos
+    embedding): no optimizer state for them, and DDP finds no unused parameters. Returns their names."""
+    names = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (".visual." in f".{n}" or "audio_bos_eos_token" in n)
+    ]
+    for n, p in model.named_parameters():
+        if n in names:
+            p.requires_grad_(False)
+    return names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,6 +405,11 @@ def encode_audio(
     """Audio tower + projector for a batch of clips: one (n_audio_tokens, hidden) tensor per clip."""
     model = unwrap_peft(model)
     core = model.model
+    if is_omni(model):  # chunked Whisper-style tower over the valid frames only, projection inside
+        lengths = feature_attention_mask.sum(-1)
+        _, out_lengths = core.audio_tower._get_feat_extract_output_lengths(lengths)
+        feats = core.get_audio_features(input_features, feature_attention_mask).last_hidden_state
+        return list(feats.split(out_lengths.tolist()))
     tower = core.audio_tower
     feat_lengths, out_lengths = tower._get_feat_extract_output_lengths(feature_attention_mask.sum(-1))
     batch, _, max_mel = input_features.shape
