@@ -480,8 +480,6 @@ def _stream_pair(
 ) -> Iterator[tuple[int, Answer | None, float]]:
     """Interleave the two streams token by token: yields (side, growing answer or None when that side
     has finished, seconds spent on this step)."""
-    import torch
-
     streams = [lm.stream(wave, question, choices, mode) for mode in modes]
     done = [False, False]
     try:
@@ -490,13 +488,10 @@ def _stream_pair(
                 if done[k]:
                     continue
                 t0 = time.perf_counter()
-                # Gradio resumes a streaming handler on whichever worker thread is free, and inference
-                # mode is thread-local: enter it around every step, not only where the stream started.
-                with torch.inference_mode():
-                    try:
-                        ans: Answer | None = next(stream)
-                    except StopIteration:
-                        done[k], ans = True, None
+                try:  # Gradio may resume this on another worker thread: AudioLM.stream handles that
+                    ans: Answer | None = next(stream)
+                except StopIteration:
+                    done[k], ans = True, None
                 yield k, ans, time.perf_counter() - t0
     finally:
         for stream in streams:

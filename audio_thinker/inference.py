@@ -241,6 +241,7 @@ class AudioLM:
         """Answer one item."""
         return self.answer_batch([audio], [question], [choices], mode, **kwargs)[0]
 
+    @torch.inference_mode()  # as a decorator torch re-enters the mode at every step, on whatever thread
     def stream(
         self,
         audio,
@@ -257,13 +258,12 @@ class AudioLM:
         batch = self.prepare([audio], [self.prompt_text(question, choices, mode)])
         prompt_len = int(batch.attention_mask.sum())
         ids: list[int] = []
-        with torch.inference_mode():
-            for col in self.iter_tokens(batch, temperature=temperature, seed=seed):
-                tok = int(col[0])
-                if tok in self.eos_ids:
-                    break
-                ids.append(tok)
-                yield self._answer(self.decode(ids), mode, prompt_len, len(ids), time.perf_counter() - t0)
+        for col in self.iter_tokens(batch, temperature=temperature, seed=seed):
+            tok = int(col[0])
+            if tok in self.eos_ids:
+                break
+            ids.append(tok)
+            yield self._answer(self.decode(ids), mode, prompt_len, len(ids), time.perf_counter() - t0)
         yield self._answer(self.decode(ids), mode, prompt_len, len(ids), time.perf_counter() - t0)
 
     @staticmethod
