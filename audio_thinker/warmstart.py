@@ -45,6 +45,10 @@ from .rewards import match_choice
 TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
 FRAME_KINDS = ["none", "low", "middle", "high", "noise", "chirp up", "chirp down"]
 MODE_WEIGHTS = {"think": 0.5, "no-think": 0.3, "adaptive": 0.2}
+# Share of the direct answers (no-think prompt, or adaptive without a trace) that hard items keep; the rest
+# are shown with their trace instead. As in the data real audio LMs learn from, compositional questions
+# mostly come with a rationale, while perception questions are answered directly.
+DIRECT_SHARE = {"easy": 1.0, "medium": 1.0, "hard": 0.05}  # hard: WarmstartConfig.hard_direct_share
 
 
 @dataclass
@@ -57,6 +61,7 @@ class WarmstartConfig:
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 150
+    hard_direct_share: float = DIRECT_SHARE["hard"]
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
@@ -84,8 +89,9 @@ def tokenizer_corpus(seed: int, n_per_task: int = 300) -> list[str]:
 class ItemStream(torch.utils.data.IterableDataset):
     """An endless stream of collated training batches of fresh synth-aqa items."""
 
-    def __init__(self, processor, batch_size: int, seed: int):
+    def __init__(self, processor, batch_size: int, seed: int, direct_share: dict[str, float] | None = None):
         self.processor, self.batch_size, self.seed = processor, batch_size, seed
+        self.direct_share = DIRECT_SHARE if direct_share is None else direct_share
         tasks = list(synth.TASKS)
         w = np.array([TASK_WEIGHTS[synth.TASKS[t].difficulty] for t in tasks])
         self.tasks, self.task_p = tasks, w / w.sum()
@@ -102,6 +108,8 @@ class ItemStream(torch.utils.data.IterableDataset):
                 index += 1
                 mode = str(rng.choice(list(MODE_WEIGHTS), p=list(MODE_WEIGHTS.values())))
                 think = mode == "think" or (mode == "adaptive" and rng.random() < 0.5)
+                if not think and rng.random() >= self.direct_share[item["difficulty"]]:
+                    mode, think = ("think" if mode == "no-think" else mode), True
                 rows.append((item, audio, mode, think))
             yield self.collate(rows)
 
@@ -278,7 +286,7 @@ def train(cfg: WarmstartConfig) -> dict:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    stream = ItemStream(processor, cfg.batch_size, cfg.seed)
+    stream = ItemStream(processor, cfg.batch_size, cfg.seed, DIRECT_SHARE | {"hard": cfg.hard_direct_share})
     loader = torch.utils.data.DataLoader(
         stream, batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
     )

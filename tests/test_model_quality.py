@@ -41,12 +41,11 @@ def test_think_mode_accuracy_by_difficulty(think):
 
 
 def test_thinking_matters_on_hard_items(think, no_think):
-    # The foundation issue asks for a 15-point gap on hard items; the shipped model reaches 8-14 points on
-    # 40-per-task held-out sets (README), so this guards what it does, not the target: thinking is better
-    # on hard items, and clearly so where the trace decomposes the problem (counting with a tally).
-    assert _acc(think, "hard") >= _acc(no_think, "hard") + 0.05
-    hld = "high_low_difference"
-    assert think["by_sub_category"][hld]["accuracy"] >= no_think["by_sub_category"][hld]["accuracy"] + 0.2
+    # The foundation issue's 15-point gap on hard items (the README measures ~60 on 40-per-task sets).
+    assert _acc(think, "hard") >= _acc(no_think, "hard") + 0.15
+    for task in ("high_low_difference", "pitch_pattern", "odd_one_out"):  # on every hard task
+        assert think["by_sub_category"][task]["accuracy"] > no_think["by_sub_category"][task]["accuracy"]
+    assert _acc(no_think, "easy") >= 0.90  # direct answers are fine where no reasoning is needed
     assert no_think["no_think_rate"] == 1.0  # the no-think prompt is followed
 
 
