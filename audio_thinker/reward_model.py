@@ -5,8 +5,9 @@
     python -m audio_thinker.reward_model export --db ... --out pairs.jsonl --format trl|jsonl|hf
 
 **What the model reads.** :func:`render` turns a judge request into TRL's explicit-prompt preference
-format: ``prompt`` = the question, the choices and, when the item carries synth-aqa ground truth
-(``events``), a *reference* line listing the true events in the trace grammar; ``completion`` =
+format: ``prompt`` = the question, the choices and, when the item carries synth-aqa ground truth, a
+*reference* line: its gold trace without the conclusion (the sentences a flawless trace states, so that
+the model compares aligned claims), or the true events in the trace grammar when only ``events`` is kept; ``completion`` =
 ``Reasoning: <think>`` and ``Answer: <answer>``. Export, training and scoring all use it, followed by the
 tokenizer's eos token (as :class:`trl.RewardTrainer` appends it). The reference is there because a text
 model cannot otherwise tell a true claim ("Beep 2 at 0.9 s: high") from a false one; items without
@@ -131,12 +132,22 @@ def _clean(text: str) -> str:
     return _SPECIAL.sub("< |", text)
 
 
-def reference_text(item: Mapping | None) -> str | None:
-    """The true events of a synth-aqa item in the trace grammar, or None when it has no ground truth.
+_CONCLUSION = re.compile(r"\s*(?:So|Thus|Therefore|Hence),? the answer is [^.]*\.?\s*$", re.IGNORECASE)
 
-    ``item`` is a synth item dict or a stored item's ``meta`` (both keep the events under ``events``).
+
+def reference_text(item: Mapping | None) -> str | None:
+    """What is true of a synth-aqa item, in the trace grammar; None when the item has no ground truth.
+
+    ``item`` is a synth item dict or a stored item's ``meta`` (both keep ``reasoning`` and ``events``).
+    The gold trace without its conclusion when the item has one (the same sentences a flawless trace
+    states, so that comparing is aligned), else every event with all its attributes.
     """
-    if not isinstance(item, Mapping) or not isinstance(item.get("events"), list):
+    if not isinstance(item, Mapping):
+        return None
+    gold = item.get("reasoning")
+    if isinstance(gold, str) and gold.strip():
+        return _CONCLUSION.sub("", gold.strip()).strip() or gold.strip()
+    if not isinstance(item.get("events"), list):
         return None
     from . import synth
 
@@ -409,24 +420,80 @@ def load_tokenizer(path: str) -> Any:
     return tok
 
 
-def build_model(tokenizer: Any, base: str | None = None, *, seed: int = 0) -> Any:
-    """A one-output sequence classifier: the tiny default (random init) or ``base`` with a new head."""
+def build_model(
+    tokenizer: Any,
+    base: str | None = None,
+    *,
+    seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+    init: str | None = None,
+) -> Any:
+    """A one-output sequence classifier with a fresh head.
+
+    ``base``: any HF model, loaded with ``AutoModelForSequenceClassification``. Else the tiny Qwen2:
+    with ``init`` (a policy folder: a Qwen2-Audio checkpoint or a Qwen2 causal LM) its text decoder's
+    weights and size, else :data:`TINY_CONFIG` (+ ``overrides``) from a random init.
+    """
     torch = _torch_setup()
     torch.manual_seed(seed)
-    if base is None:
-        from transformers import Qwen2Config, Qwen2ForSequenceClassification
-
-        config = Qwen2Config(
-            vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **TINY_CONFIG,
-        )  # fmt: skip
-        model = Qwen2ForSequenceClassification(config)
-    else:
+    if base is not None:
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
         model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+    from transformers import Qwen2Config, Qwen2ForSequenceClassification
+
+    size: dict[str, Any] = TINY_CONFIG | dict(overrides or {})
+    state: dict[str, Any] | None = None
+    if init is not None:
+        size, state = _policy_text_decoder(init)
+    config = Qwen2Config(
+        **(size | {"vocab_size": len(tokenizer), "num_labels": 1, "pad_token_id": tokenizer.pad_token_id,
+                   "eos_token_id": tokenizer.eos_token_id, "bos_token_id": None, "use_cache": False}),
+    )  # fmt: skip
+    model = Qwen2ForSequenceClassification(config)
+    if state is not None:
+        emb = state["model.embed_tokens.weight"]
+        if emb.shape[0] != len(tokenizer):
+            raise RewardModelError(
+                f"{init}: its vocabulary ({emb.shape[0]}) does not match the tokenizer ({len(tokenizer)}); "
+                "use the policy's own tokenizer (--tokenizer)"
+            )
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"score.weight"}:
+            raise RewardModelError(f"{init}: cannot load its text decoder ({missing=}, {unexpected=})")
     return model
+
+
+_TEXT_CONFIG_KEYS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_parameters",
+)  # fmt: skip
+
+
+def _policy_text_decoder(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Size and weights (``model.*`` keys) of the text decoder of a Qwen2(-Audio) checkpoint folder."""
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        tensors = load_file(str(folder / "model.safetensors"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise RewardModelError(f"cannot read the policy checkpoint {folder}: {err}") from err
+    text = config.get("text_config", config)
+    if text.get("model_type") != "qwen2":
+        raise RewardModelError(f"{folder}: --init needs a Qwen2 text decoder, got {text.get('model_type')!r}")
+    size = {k: text[k] for k in _TEXT_CONFIG_KEYS if k in text}
+    size["tie_word_embeddings"] = False
+    state = {}
+    for key, value in tensors.items():
+        for prefix in ("language_model.model.", "model.language_model.", "model."):
+            if key.startswith(prefix) and "audio_tower" not in key and "projector" not in key:
+                state["model." + key[len(prefix) :]] = value.clone()
+                break
+    return size, state
 
 
 def encode(tokenizer: Any, prompt: str, completion: str, max_length: int) -> list[int]:
@@ -611,6 +678,8 @@ class TrainConfig:
     max_length: int = 1024
     seed: int = 0
     progress: bool = True
+    tiny: dict[str, Any] | None = None  # overrides of TINY_CONFIG, e.g. {"num_hidden_layers": 3}
+    init: str | None = None  # policy folder whose text decoder initialises the tiny model
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.base is None else 2e-5)
@@ -682,20 +751,22 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     torch = _torch_setup()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    tok_path = cfg.tokenizer or cfg.base or default_tokenizer_path()
+    tok_path = cfg.tokenizer or cfg.base or cfg.init or default_tokenizer_path()
     tokenizer = load_tokenizer(tok_path)
     tokenizer.padding_side = "right"
 
     # R_t: the reward head through TRL
     t0 = time.perf_counter()
-    quality_model = build_model(tokenizer, cfg.base, seed=cfg.seed)
+    quality_model = build_model(tokenizer, cfg.base, seed=cfg.seed, overrides=cfg.tiny, init=cfg.init)
     with tempfile.TemporaryDirectory(prefix="rm-trl-") as work:
         quality_log = _train_reward_head(quality_model, tokenizer, train_pairs, cfg, work)
     t_quality = time.perf_counter() - t0
 
     # R_c: the consistency head
     t0 = time.perf_counter()
-    consistency_model = build_model(tokenizer, cfg.base, seed=cfg.seed + 1)
+    consistency_model = build_model(
+        tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init
+    )
     seqs = [encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in train_traces]
     consistency_log = _train_classifier(
         consistency_model, seqs, [t.consistent for t in train_traces], [t.weight for t in train_traces],
@@ -734,6 +805,11 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
         c, r = pair_scores(ps)
         return float(np.mean(c > r))
 
+    runs = {t.generation_id: t.run for t in traces}
+
+    def corrupted(p: Pair) -> bool:
+        return p.origin == "ratings" and CORRUPTED_RUN in (runs[p.chosen_id], runs[p.rejected_id])
+
     eval_labels = np.array([t.consistent for t in eval_traces], dtype=float)
     eval_probs = np.array([p_cons[t.generation_id] for t in eval_traces], dtype=float)
     eval_rated = np.array([t.quality for t in eval_traces], dtype=float)
@@ -749,7 +825,20 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
         "pairwise_accuracy": _finite(accuracy(eval_pairs)),
         "consistency_auc": _finite(roc_auc(eval_labels, eval_probs)) if eval_traces else None,
         "pairwise_accuracy_by_gap": by_gap,
-        "pairwise_accuracy_votes": _finite(accuracy([p for p in eval_pairs if p.origin == "vote"])),
+        "by_origin": {  # policy: neither trace is a corrupted gold trace
+            "pairwise_accuracy_policy": _finite(
+                accuracy([p for p in eval_pairs if p.origin == "ratings" and not corrupted(p)])
+            ),
+            "pairwise_accuracy_with_corrupted": _finite(accuracy([p for p in eval_pairs if corrupted(p)])),
+            "pairwise_accuracy_votes": _finite(accuracy([p for p in eval_pairs if p.origin == "vote"])),
+            "consistency_auc_policy": _finite(
+                roc_auc(
+                    [t.consistent for t in eval_traces if t.run != CORRUPTED_RUN],
+                    [p_cons[t.generation_id] for t in eval_traces if t.run != CORRUPTED_RUN],
+                )
+            ),
+            "policy_pairs": sum(p.origin == "ratings" and not corrupted(p) for p in eval_pairs),
+        },
         "train_pairwise_accuracy": _finite(accuracy(train_pairs)),
         "train_consistency_auc": _finite(
             roc_auc([t.consistent for t in train_traces], [p_cons[t.generation_id] for t in train_traces])
@@ -1166,6 +1255,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="pairs per step")
     t.add_argument("--max-length", type=int, default=TrainConfig.max_length)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--tiny", type=json.loads, default=None, help='TINY_CONFIG overrides, JSON: {"num_hidden_layers": 3}')
+    t.add_argument("--init", default=None, help="policy folder whose text decoder initialises the tiny model")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("export", parents=[common], help="export preference pairs (or per-trace labels)")
@@ -1216,6 +1307,7 @@ def _run(args: argparse.Namespace) -> None:
                 reference=not args.no_reference, eval_frac=args.eval_frac, min_gap=args.min_gap,
                 epochs=args.epochs, consistency_epochs=args.consistency_epochs, lr=args.lr,
                 batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, progress=not args.quiet,
+                tiny=args.tiny, init=args.init,
             )  # fmt: skip
             metrics = train(store, cfg)
             keys = ("pairwise_accuracy", "consistency_auc", "pairwise_accuracy_by_gap", "counts", "seconds")

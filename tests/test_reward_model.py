@@ -64,7 +64,10 @@ def test_render_and_reference() -> None:
     req = JudgeRequest(item["question"], item["choices"], "Beep 1 at 0.1 s: high.", "high", item)
     prompt, completion = rm.render(req)
     assert prompt.startswith(f"Question: {item['question']}\nChoices: ") and prompt.endswith("\n")
-    assert "Reference: Beep 1 at 0.1 s: high, long, loud." in prompt
+    assert f"Reference: {item['reasoning'].rsplit(' So the answer', 1)[0]}\n" in prompt  # gold trace, no conclusion
+    assert "answer is" not in prompt
+    events_only = {"events": item["events"]}  # no gold trace: every event with all its attributes
+    assert rm.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."
     assert completion == "Reasoning: Beep 1 at 0.1 s: high.\nAnswer: high"
     assert "Reference" not in rm.render(req, reference=False)[0]
     assert rm.reference_text({"question": "uploaded clip"}) is None  # no ground truth: text only
