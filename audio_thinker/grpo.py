@@ -75,13 +75,13 @@ class GRPOConfig:
     reward_set: str = "full"
     judge: str = "oracle"
     judge_model: str | None = None  # path for the llm / learned judges
-    max_steps: int = 150
+    max_steps: int = 120
     prompts_per_step: int = 16  # per optimizer step, over all processes
     num_generations: int = 8  # G
     micro_batch_prompts: int = 4  # prompts (x G completions) per forward/backward
     max_new_tokens: int = 128
     temperature: float = 1.0
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-5
     lr_scheduler: str = "constant_with_warmup"
     warmup_steps: int = 5
     weight_decay: float = 0.0
