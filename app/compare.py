@@ -119,6 +119,17 @@ def _voter(choice: str):
     return vote_handler
 
 
+def _answer_column(label: str, side: str) -> tuple[gr.Chatbot, gr.Markdown]:
+    """One side of the comparison: the streamed answer (``#cmp-<side>``) and its stats line below."""
+    with gr.Column():
+        chat = gr.Chatbot(
+            label=label, reasoning_tags=REASONING_TAGS, height=340, elem_id=f"cmp-{side}",
+            feedback_options=None, buttons=["copy"],
+        )  # fmt: skip
+        stats = gr.Markdown(elem_id=f"cmp-{side}-stats")
+    return chat, stats
+
+
 def build() -> None:
     """Add the tab's components and events to the enclosing Blocks."""
     state = gr.State(None)
@@ -137,18 +148,8 @@ def build() -> None:
             ask_btn = gr.Button("Ask both", variant="primary", elem_id="cmp-ask")
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
-                with gr.Column():
-                    chat_l = gr.Chatbot(
-                        label="Model A", reasoning_tags=REASONING_TAGS, height=340, elem_id="cmp-left",
-                        feedback_options=None, buttons=["copy"],
-                    )  # fmt: skip
-                    stats_l = gr.Markdown(elem_id="cmp-left-stats")
-                with gr.Column():
-                    chat_r = gr.Chatbot(
-                        label="Model B", reasoning_tags=REASONING_TAGS, height=340, elem_id="cmp-right",
-                        feedback_options=None, buttons=["copy"],
-                    )  # fmt: skip
-                    stats_r = gr.Markdown(elem_id="cmp-right-stats")
+                chat_l, stats_l = _answer_column("Model A", "left")
+                chat_r, stats_r = _answer_column("Model B", "right")
             with gr.Row():
                 v_left = gr.Button("← A is better", interactive=False, elem_id="vote-left")
                 v_right = gr.Button("B is better →", interactive=False, elem_id="vote-right")

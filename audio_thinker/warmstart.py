@@ -89,9 +89,11 @@ def tokenizer_corpus(seed: int, n_per_task: int = 300) -> list[str]:
 class ItemStream(torch.utils.data.IterableDataset):
     """An endless stream of collated training batches of fresh synth-aqa items."""
 
-    def __init__(self, processor, batch_size: int, seed: int, direct_share: dict[str, float] | None = None):
+    def __init__(
+        self, processor, batch_size: int, seed: int, hard_direct_share: float = DIRECT_SHARE["hard"]
+    ):
         self.processor, self.batch_size, self.seed = processor, batch_size, seed
-        self.direct_share = DIRECT_SHARE if direct_share is None else direct_share
+        self.direct_share = DIRECT_SHARE | {"hard": hard_direct_share}
         tasks = list(synth.TASKS)
         w = np.array([TASK_WEIGHTS[synth.TASKS[t].difficulty] for t in tasks])
         self.tasks, self.task_p = tasks, w / w.sum()
@@ -286,7 +288,7 @@ def train(cfg: WarmstartConfig) -> dict:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    stream = ItemStream(processor, cfg.batch_size, cfg.seed, DIRECT_SHARE | {"hard": cfg.hard_direct_share})
+    stream = ItemStream(processor, cfg.batch_size, cfg.seed, cfg.hard_direct_share)
     loader = torch.utils.data.DataLoader(
         stream, batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
     )
