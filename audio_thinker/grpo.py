@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import synth
-from .inference import completion_mask, sample
+from .inference import completion_mask, decode_completion, sample
 from .judge import JudgeRequest, make_judge
 from .models import (
     default_model_path,
@@ -514,7 +514,7 @@ def train(cfg: GRPOConfig) -> dict:
             comp_ids = torch.stack(cols, 1)
         comp_mask = completion_mask(comp_ids, eos_ids)
         my_texts = [
-            tok.decode(ids[m.bool()], skip_special_tokens=True)
+            decode_completion(tok, ids[m.bool()])
             for ids, m in zip(comp_ids, comp_mask, strict=True)
         ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,6 +111,12 @@ def sample(
         logits, cache = out.logits[:, -1].float(), out.past_key_values
 
 
+def decode_completion(tokenizer: Any, tokens: Sequence[int]) -> str:
+    """Completion text without special tokens. A NUL character (a byte-level token sampled at a high
+    temperature can decode to one) becomes U+FFFD, so that every completion can be stored and shown."""
+    return tokenizer.decode(tokens, skip_special_tokens=True).replace("\x00", "\ufffd")
+
+
 def completion_mask(tokens: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
     """1 for each generated token up to and including the first eos, 0 after it."""
     is_eos = torch.isin(tokens, torch.tensor(list(eos_ids), device=tokens.device)).int()
@@ -203,7 +210,7 @@ class AudioLM:
         )
 
     def decode(self, tokens: Sequence[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return decode_completion(self.tokenizer, tokens).strip()
 
     def answer_batch(
         self,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audio_thinker import synth
-from audio_thinker.inference import completion_mask, sample
+from audio_thinker.inference import completion_mask, decode_completion, sample
 from audio_thinker.models import embed_prompt, encode_audio
 
 
@@ -123,6 +123,22 @@ def test_sampling_is_reproducible_by_seed(random_lm):
 def test_completion_mask_stops_after_first_eos():
     tokens = torch.tensor([[5, 6, 9, 0, 0], [5, 9, 7, 9, 0], [1, 2, 3, 4, 5]])
     assert completion_mask(tokens, [9]).tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_decoded_nul_byte_becomes_storable(shipped_lm, tmp_path):
+    """A byte-level token that decodes to NUL (sampled at a high temperature in a bootstrap) must not crash
+    the ratings store, which refuses NUL characters."""
+    from audio_thinker.store import Store
+
+    tok = shipped_lm.tokenizer
+    nul = [i for i in range(len(tok)) if "\x00" in tok.decode([i])]
+    assert nul, "the tokenizer has no token that decodes to NUL; this test needs one"
+    ids = tok("<think>a", add_special_tokens=False)["input_ids"] + nul[:1]
+    text = decode_completion(tok, ids)
+    assert "\x00" not in text and text.endswith("\ufffd")
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    item = store.add_item("q?", ["a", "b"])
+    assert store.add_generation(item.id, "m", "think", text).raw_text == text
 
 
 def test_bad_inputs_are_refused_with_clear_errors(random_lm):
