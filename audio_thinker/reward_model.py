@@ -5,14 +5,18 @@
     python -m audio_thinker.reward_model export --db ... --out pairs.jsonl --format trl|jsonl|hf
 
 **What the model reads.** :func:`render` turns a judge request into TRL's explicit-prompt preference
-format: ``prompt`` = the question, the choices and, when the item carries synth-aqa ground truth, a
-*reference* line: its gold trace without the conclusion (the sentences a flawless trace states, so that
-the model compares aligned claims), or the true events in the trace grammar when only ``events`` is kept; ``completion`` =
-``Reasoning: <think>`` and ``Answer: <answer>``. Export, training and scoring all use it, followed by the
-tokenizer's eos token (as :class:`trl.RewardTrainer` appends it). The reference is there because a text
-model cannot otherwise tell a true claim ("Beep 2 at 0.9 s: high") from a false one; items without
-ground truth (uploads, MMAU) render without it and are judged on the text alone. ``train --no-reference``
-trains a text-only model.
+format: ``prompt`` = the question and the choices; ``completion`` = the reasoning and the answer. When the
+item carries synth-aqa ground truth, the completion is *aligned* with a reference: each sentence of the
+reasoning (``T: …``) is followed by the reference's sentence at the same position (``R: …``; ``-`` where
+one side has no sentence left), then ``Answer: …``. The reference is the item's gold trace without its
+conclusion (the sentences a flawless trace states), or the true events in the trace grammar when only
+``events`` is kept. Without ground truth (uploads, MMAU) the completion is ``Reasoning: …`` and
+``Answer: …``, judged on the text alone. Export, training and scoring all use it, followed by the
+tokenizer's eos token (as :class:`trl.RewardTrainer` appends it). A text model cannot otherwise tell a true
+claim ("Beep 2 at 0.9 s: high") from a false one; the alignment puts each claim beside its reference, so a
+small model compares neighbouring tokens instead of finding the matching sentence hundreds of tokens
+back.
+``train --no-reference`` trains a text-only model.
 
 **Two heads.** R_t: a sequence-classification model with one output trained by TRL's ``RewardTrainer``
 on preference pairs — for every item, each two rated traces whose quality differs by at least
@@ -103,7 +107,8 @@ CALIBRATION_FILE = "calibration.json"
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "calibration.png"
 QUALITY_DIR, CONSISTENCY_DIR = "quality", "consistency"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the reasoning aligned with the reference in the completion (1: the reference in the prompt)."""
 TINY_CONFIG = dict(
     hidden_size=128,
     intermediate_size=384,
@@ -132,6 +137,7 @@ def _clean(text: str) -> str:
     return _SPECIAL.sub("< |", text)
 
 
+_SENTENCE_SPLIT = re.compile(r"(?<=\.)\s+(?=[A-Z0-9])")
 _CONCLUSION = re.compile(r"\s*(?:So|Thus|Therefore|Hence),? the answer is [^.]*\.?\s*$", re.IGNORECASE)
 
 
@@ -169,25 +175,33 @@ def reference_text(item: Mapping | None) -> str | None:
     return " ".join(parts)
 
 
-def render_prompt(question: str, choices: Sequence[str], reference: str | None = None) -> str:
-    """The prompt part: question, choices and (optional) reference events, newline-terminated."""
+def render_prompt(question: str, choices: Sequence[str]) -> str:
+    """The prompt part: question and choices, newline-terminated."""
     lines = [f"Question: {question.strip()}", "Choices: " + " | ".join(str(c).strip() for c in choices)]
-    if reference:
-        lines.append(f"Reference: {reference}")
     return _clean("\n".join(lines) + "\n")
 
 
-def render_completion(think: str | None, answer: str | None) -> str:
-    """The completion part: the reasoning and the answer."""
-    return _clean(f"Reasoning: {(think or '').strip()}\nAnswer: {(answer or '').strip()}")
+def _sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_SPLIT.split(text.strip()) if s]
+
+
+def render_completion(think: str | None, answer: str | None, reference: str | None = None) -> str:
+    """The completion part: the reasoning, aligned sentence by sentence with ``reference`` when given,
+    and the answer."""
+    think, answer = (think or "").strip(), (answer or "").strip()
+    if reference is None:
+        return _clean(f"Reasoning: {think}\nAnswer: {answer}")
+    said, ref = _sentences(think), _sentences(reference)
+    lines = []
+    for k in range(max(len(said), len(ref))):
+        lines += [f"T: {said[k] if k < len(said) else '-'}", f"R: {ref[k] if k < len(ref) else '-'}"]
+    return _clean("\n".join(lines + [f"Answer: {answer}"]))
 
 
 def render(request: JudgeRequest, *, reference: bool = True) -> tuple[str, str]:
     """``(prompt, completion)`` of a judge request: what export, training and scoring all read."""
     ref = reference_text(request.item) if reference else None
-    return render_prompt(request.question, request.choices, ref), render_completion(
-        request.think, request.answer
-    )
+    return render_prompt(request.question, request.choices), render_completion(request.think, request.answer, ref)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -906,6 +920,11 @@ class LearnedJudge:
             calibration = json.loads((folder / CALIBRATION_FILE).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{folder} is not a trained reward model folder: {err}") from err
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{folder} was trained on input format {meta.get('format_version')}, this version reads format "
+                f"{FORMAT_VERSION}; retrain it (python -m audio_thinker.reward_model train)"
+            )
         torch = _torch_setup()
         from transformers import AutoModelForSequenceClassification
 
@@ -954,7 +973,6 @@ _SWAPS = {
     "low": "high", "high": "low", "middle": "low", "short": "long", "long": "short",
     "loud": "quiet", "quiet": "loud", "up": "down", "down": "up",
 }  # fmt: skip
-_SENTENCE_SPLIT = re.compile(r"(?<=\.)\s+(?=[A-Z0-9])")
 CORRUPTIONS = {"fact": 3, "onset": 2, "drop": 2, "count": 1, "tally": 1, "conclusion": 1, "answer": 1}
 """Kinds of corruption and their odds (among the kinds that apply to a trace)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -60,16 +61,27 @@ def _fill(store: Store, n_items: int = 16, seed: int = 5) -> None:
 
 
 def test_render_and_reference() -> None:
-    item, _ = synth.generate_item("pitch_level", 0, 1, "x")
-    req = JudgeRequest(item["question"], item["choices"], "Beep 1 at 0.1 s: high.", "high", item)
+    item, _ = synth.generate_item("count", 0, 1, "x")
+    gold = item["reasoning"]
+    assert gold.endswith(f"So the answer is {item['answer']}.")
+    said = gold.replace("Beep 1 at", "Beep 1 oops at", 1)  # sentence 1 differs, the rest match
+    req = JudgeRequest(item["question"], item["choices"], said, item["answer"], item)
     prompt, completion = rm.render(req)
-    assert prompt.startswith(f"Question: {item['question']}\nChoices: ") and prompt.endswith("\n")
-    assert f"Reference: {item['reasoning'].rsplit(' So the answer', 1)[0]}\n" in prompt  # gold trace, no conclusion
-    assert "answer is" not in prompt
-    events_only = {"events": item["events"]}  # no gold trace: every event with all its attributes
-    assert rm.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."
-    assert completion == "Reasoning: Beep 1 at 0.1 s: high.\nAnswer: high"
-    assert "Reference" not in rm.render(req, reference=False)[0]
+    assert prompt == f"Question: {item['question']}\nChoices: {' | '.join(item['choices'])}\n"
+    lines = completion.split("\n")
+    ref = [s for s in re.split(r"(?<=\.) (?=[A-Z0-9])", gold.rsplit(" So the answer", 1)[0])]
+    assert lines[-1] == f"Answer: {item['answer']}"
+    assert lines[-3:-1] == [f"T: So the answer is {item['answer']}.", "R: -"]  # the reference has no conclusion
+    assert [x[3:] for x in lines[1:-3:2]] == ref  # R: lines are the reference, sentence by sentence
+    assert lines[0].startswith("T: ") and "oops" in lines[0] and "oops" not in lines[1]
+    assert [x[3:] for x in lines[2:-3:2]] == ref[1:]  # beside each other, the same sentence
+    short = rm.render_completion("Beep 1 at 0.1 s: high.", "2", "Beep 1 at 0.1 s: high. Beep 2 at 0.5 s: low.")
+    assert short.split("\n") == [
+        "T: Beep 1 at 0.1 s: high.", "R: Beep 1 at 0.1 s: high.", "T: -", "R: Beep 2 at 0.5 s: low.", "Answer: 2",
+    ]
+    events_only = {"events": synth.generate_item("pitch_level", 0, 1, "x")[0]["events"]}
+    assert rm.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."  # no gold trace: the events
+    assert rm.render(req, reference=False)[1] == f"Reasoning: {said}\nAnswer: {item['answer']}"
     assert rm.reference_text({"question": "uploaded clip"}) is None  # no ground truth: text only
     assert rm.reference_text({"events": []}) == "I hear no sound event, only background hiss."
     assert "<|endoftext|>" not in rm.render_completion("a <|endoftext|> b", "c")
@@ -141,7 +153,8 @@ def test_export_formats_load_back_and_train_with_trl(store: Store, tmp_path: Pat
     for ds in (plain, saved):
         assert {"prompt", "chosen", "rejected", "margin", "weight", "origin", "item_id"} <= set(ds.column_names)
         assert len(ds) == 6 and all(m >= 0.8 for m in ds["margin"])
-    assert trl_ds[0]["chosen"].startswith("Reasoning: ") and "Reference: " in trl_ds[0]["prompt"]
+    assert trl_ds[0]["chosen"].startswith("T: ") and "\nR: " in trl_ds[0]["chosen"]  # aligned with the reference
+    assert trl_ds[0]["prompt"].startswith("Question: ")
     labels = rm.export(store, tmp_path / "labels.jsonl", "jsonl", what="labels")
     rows = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert labels == 12 and {r["consistent"] for r in rows} == {0, 1}
@@ -182,7 +195,7 @@ def test_human_ratings_outweigh_oracle(store: Store, tmp_path: Path) -> None:
     store.vote(g1.id, g2.id, "tie", "bob")
     assert rm.export(store, tmp_path / "t.jsonl", "trl") == 2 * rm.HUMAN_WEIGHT
     rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
-    assert sum(r["chosen"].endswith("That is 1 beep.\nAnswer: 1") for r in rows) == rm.HUMAN_WEIGHT
+    assert sum("\nT: That is 1 beep.\n" in r["chosen"] for r in rows) == rm.HUMAN_WEIGHT
 
 
 # ------------------------------------------------------------------------------------------ train + judge
