@@ -18,9 +18,11 @@ For audio-only prompts Qwen2.5-Omni's 3D (M-RoPE) positions are the 1D positions
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,6 +110,26 @@ CLIP_SECONDS_TINY = 3
 
 # --------------------------------------------------------------------------------------------------
 # The tiny model's recipe
+
+
+def auto_tokenizer(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``AutoTokenizer.from_pretrained``, except for folders whose ``tokenizer_config.json`` names the generic
+    ``TokenizersBackend`` (the project's own tokenizer, saved beside any model): those load with that class.
+
+    AutoTokenizer picks the tokenizer class of ``config.json``'s model type when there is one, so a folder with
+    a ``qwen2`` config (a reward model, a text-only policy) would get ``Qwen2Tokenizer``, which replaces the
+    saved pre-tokenizer with its own digit-splitting one and tokenizes " 0.1 s" differently from the tokenizer
+    the model was trained with.
+    """
+    from transformers import AutoTokenizer, TokenizersBackend
+
+    try:
+        declared = json.loads((Path(path) / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError):
+        declared = None
+    if declared == "TokenizersBackend":
+        return TokenizersBackend.from_pretrained(str(path), **kwargs)
+    return AutoTokenizer.from_pretrained(str(path), **kwargs)
 
 
 def build_tokenizer(corpus: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE):
@@ -339,10 +361,10 @@ def load_policy(
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load a model from {path!r}: {err}") from err
     if allow_text and config.model_type not in SUPPORTED_ARCHITECTURES:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-        return model, AutoTokenizer.from_pretrained(path)
+        return model, auto_tokenizer(path)
     cls = model_class(config)
     if config.model_type == "qwen2_5_omni":  # a full Qwen2.5-Omni checkpoint: load its thinker only
         config = config.thinker_config

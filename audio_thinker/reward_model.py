@@ -423,10 +423,11 @@ def default_tokenizer_path() -> str:
 
 
 def load_tokenizer(path: str) -> Any:
-    """A tokenizer with a pad token (the eos token when it has none)."""
-    from transformers import AutoTokenizer
+    """A tokenizer with a pad token (the eos token when it has none); the same class at training and at
+    judging time (:func:`audio_thinker.models.auto_tokenizer`)."""
+    from .models import auto_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = auto_tokenizer(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.eos_token is None:

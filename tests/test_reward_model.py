@@ -217,6 +217,21 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
 
     judge = make_judge("learned", path=str(out))
     assert isinstance(judge, rm.LearnedJudge) and judge.name == "learned"
+    # the loaded judge reads exactly what training read: its scores reproduce the training-time metric
+    traces = rm.collect_traces(store)
+    text = traces[0].prompt + traces[0].completion
+    assert judge.tokenizer(text)["input_ids"] == rm.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
+    scores = {}
+    for t in traces:
+        rec = store.get_generation(t.generation_id)
+        item = store.get_item(t.item_id)
+        scores[t.generation_id] = judge.raw_scores(
+            [JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta)]
+        )[0][0]
+    train_pairs = [p for p in rm.build_pairs(traces) if p.item_id not in rm.split_items([t.item_id for t in traces], 0.25, 0)]
+    assert np.mean([scores[p.chosen_id] > scores[p.rejected_id] for p in train_pairs]) == pytest.approx(
+        metrics["train_pairwise_accuracy"], abs=1e-4
+    )
     reqs = []
     for i, task in enumerate(synth.task_schedule(6)):
         item, _ = synth.generate_item(task, 99, i, "t")
