@@ -1,6 +1,6 @@
 """The ``learned`` judge: a reward model trained from the ratings store (bootstrap, export, train, judge).
 
-    python -m audio_thinker.reward_model bootstrap --db sqlite:////tmp/rm/ratings.db --n 400
+    python -m audio_thinker.reward_model bootstrap --db sqlite:////tmp/rm/ratings.db --n 2000
     python -m audio_thinker.reward_model train --db sqlite:////tmp/rm/ratings.db --out /tmp/rm/model
     python -m audio_thinker.reward_model export --db ... --out pairs.jsonl --format trl|jsonl|hf
 
@@ -1250,7 +1250,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     b = sub.add_parser("bootstrap", parents=[common], help="policy traces on synth-aqa items, rated by the oracle")
-    b.add_argument("--n", type=int, default=400, help="synth-aqa items (traces: n x temperatures)")
+    b.add_argument("--n", type=int, default=2000, help="synth-aqa items (traces: n x temperatures)")
     b.add_argument("--model", default=None, help="policy folder (default: $AUDIO_THINKER_MODEL or the shipped one)")
     b.add_argument("--temperatures", type=_floats, default=DEFAULT_TEMPERATURES, help="comma-separated ladder")
     b.add_argument("--corrupt-share", type=float, default=0.0, help="share of corrupted gold traces (default 0)")
