@@ -40,7 +40,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 import torch  # noqa: E402
 
 from audio_thinker import grpo  # noqa: E402
-from audio_thinker.models import CHAT_TEMPLATE, TINY_TEXT_CONFIG, build_tokenizer  # noqa: E402
+from audio_thinker.models import CHAT_TEMPLATE, TINY_TEXT_CONFIG, auto_tokenizer, build_tokenizer  # noqa: E402
 from audio_thinker.prompts import chat_prompt, user_text  # noqa: E402
 from audio_thinker.rewards import format_reward, match_choice, parse_completion  # noqa: E402
 from audio_thinker.warmstart import tokenizer_corpus  # noqa: E402
@@ -213,7 +213,6 @@ def trl_args(out: Path, args):
 def run_trl(model_dir: Path, out: Path, args) -> dict:
     from transformers import (
         AutoModelForCausalLM,
-        AutoTokenizer,
         PrinterCallback,
         ProgressCallback,
         TrainerCallback,
@@ -237,7 +236,7 @@ def run_trl(model_dir: Path, out: Path, args) -> dict:
     timer = StepTimer()
     dataset = trl_dataset(ours_config(model_dir, out, args))
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    tok = auto_tokenizer(model_dir, padding_side="left")  # the tokenizer our trainer loads, byte for byte
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[reward_accuracy, reward_format],
@@ -261,9 +260,7 @@ def run_trl(model_dir: Path, out: Path, args) -> dict:
 def check_prompt_tokens(model_dir: Path, cfg: grpo.GRPOConfig) -> tuple[bool, float]:
     """Our trainer renders the chat template to text and tokenizes it without special tokens; TRL tokenizes
     inside ``apply_chat_template``. Both must give the same ids (returns: identical?, mean prompt length)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = auto_tokenizer(model_dir)
     same, lengths = True, []
     for it in grpo.step_items(cfg, 0):
         conv = [{"role": "user", "content": user_text(it["question"], it["choices"], cfg.prompt_mode)}]
