@@ -1007,9 +1007,9 @@ class LLMJudge:
         if tokenizer is None:
             if path is None:
                 raise ValueError("the llm judge needs a tokenizer with a given model (or a path)")
-            from transformers import AutoTokenizer
+            from .models import auto_tokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = auto_tokenizer(path)
         self.model = model.eval() if hasattr(model, "eval") else model
         self.tokenizer = tokenizer
         self.scoring = scoring

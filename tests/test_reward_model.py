@@ -221,13 +221,11 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
     traces = rm.collect_traces(store)
     text = traces[0].prompt + traces[0].completion
     assert judge.tokenizer(text)["input_ids"] == rm.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
-    scores = {}
+    requests = []
     for t in traces:
-        rec = store.get_generation(t.generation_id)
-        item = store.get_item(t.item_id)
-        scores[t.generation_id] = judge.raw_scores(
-            [JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta)]
-        )[0][0]
+        rec, item = store.get_generation(t.generation_id), store.get_item(t.item_id)
+        requests.append(JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta))
+    scores = dict(zip([t.generation_id for t in traces], judge.raw_scores(requests)[0], strict=True))
     train_pairs = [p for p in rm.build_pairs(traces) if p.item_id not in rm.split_items([t.item_id for t in traces], 0.25, 0)]
     assert np.mean([scores[p.chosen_id] > scores[p.rejected_id] for p in train_pairs]) == pytest.approx(
         metrics["train_pairwise_accuracy"], abs=1e-4
