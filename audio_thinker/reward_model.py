@@ -16,7 +16,12 @@ tokenizer's eos token (as :class:`trl.RewardTrainer` appends it). A text model c
 claim ("Beep 2 at 0.9 s: high") from a false one; the alignment puts each claim beside its reference, so a
 small model compares neighbouring tokens instead of finding the matching sentence hundreds of tokens
 back.
-``train --no-reference`` trains a text-only model.
+``train --no-reference`` trains a text-only model. The consistency head reads the reasoning alone by
+default (``Reasoning: …``): R_c asks whether the reasoning supports its answer, which the truth does not
+decide (the oracle checks the trace against its own claims), and without the reference lines the head
+learns the check better (held-out AUC on policy traces 0.937 vs 0.921 on the same data in the same
+time: 5 epochs without the reference against 3 with it, whose sequences are twice as long);
+``--consistency-reference`` shows it the reference too.
 
 **Two heads.** R_t: a sequence-classification model with one output trained by TRL's ``RewardTrainer``
 on preference pairs — for every item, each two rated traces whose quality differs by at least
@@ -684,6 +689,7 @@ class TrainConfig:
     base: str | None = None  # HF sequence-classification base; None: the tiny default
     tokenizer: str | None = None  # default: the base's, or the project's for the tiny model
     reference: bool = True
+    consistency_reference: bool = False  # R_c is about the reasoning and its answer, not the truth
     eval_frac: float = 0.2
     min_gap: float = 0.1
     epochs: float = 4.0  # reward head (passes over the replicated pairs)
@@ -745,6 +751,13 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     """Train both heads from the store's ratings (and votes), save them under ``cfg.out``; the metrics."""
     t_start = time.perf_counter()
     traces = collect_traces(store, cfg.sources, reference=cfg.reference)
+    cons_text = {
+        t.generation_id: (t.prompt, t.completion)
+        for t in (
+            traces if cfg.consistency_reference == cfg.reference
+            else collect_traces(store, cfg.sources, reference=cfg.consistency_reference)
+        )
+    }  # what the consistency head reads, per generation
     votes = vote_pairs(store, reference=cfg.reference)
     if not traces:
         where = f" from source(s) {', '.join(cfg.sources)}" if cfg.sources else ""
@@ -782,7 +795,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     consistency_model = build_model(
         tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init
     )
-    seqs = [encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in train_traces]
+    cons_seqs = {g: encode(tokenizer, *text, cfg.max_length) for g, text in cons_text.items()}
+    seqs = [cons_seqs[t.generation_id] for t in train_traces]
     consistency_log = _train_classifier(
         consistency_model, seqs, [t.consistent for t in train_traces], [t.weight for t in train_traces],
         tokenizer.pad_token_id, epochs=cfg.consistency_epochs, lr=cfg.learning_rate(),
@@ -795,7 +809,7 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     all_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in traces}
     gids = list(all_seqs)
     reward = dict(zip(gids, score_ids(quality_model, [all_seqs[g] for g in gids], pad), strict=True))
-    p_cons = dict(zip(gids, _sigmoid(score_ids(consistency_model, [all_seqs[g] for g in gids], pad)), strict=True))
+    p_cons = dict(zip(gids, _sigmoid(score_ids(consistency_model, [cons_seqs[g] for g in gids], pad)), strict=True))
     calibration = fit_isotonic(
         [reward[t.generation_id] for t in train_traces], [t.quality for t in train_traces],
         [t.weight for t in train_traces],
@@ -889,7 +903,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
         tokenizer.save_pretrained(out / name)
     (out / CALIBRATION_FILE).write_text(json.dumps({"method": "isotonic", **calibration}, indent=1))
     meta = {
-        "format_version": FORMAT_VERSION, "reference": cfg.reference, "max_length": cfg.max_length,
+        "format_version": FORMAT_VERSION, "reference": cfg.reference,
+        "consistency_reference": cfg.consistency_reference, "max_length": cfg.max_length,
         "base": cfg.base, "tokenizer": tok_path, "human_weight": HUMAN_WEIGHT, "sources": cfg.sources,
         "db": store.engine.url.render_as_string(hide_password=True), "torch": torch.__version__,
     }  # fmt: skip
@@ -931,6 +946,7 @@ class LearnedJudge:
 
         self.path = folder
         self.reference = bool(meta.get("reference", True))
+        self.consistency_reference = bool(meta.get("consistency_reference", self.reference))
         self.max_length = int(meta.get("max_length", 1024))
         self.batch_size = batch_size
         self.calibration = calibration
@@ -944,9 +960,15 @@ class LearnedJudge:
     def raw_scores(self, requests: Sequence[JudgeRequest]) -> tuple[np.ndarray, np.ndarray]:
         """``(reward, P(consistent))`` for each request (empty think included; it is scored as text)."""
         seqs = [encode(self.tokenizer, *render(r, reference=self.reference), self.max_length) for r in requests]
+        cons_seqs = seqs
+        if self.consistency_reference != self.reference:
+            cons_seqs = [
+                encode(self.tokenizer, *render(r, reference=self.consistency_reference), self.max_length)
+                for r in requests
+            ]
         pad = self.tokenizer.pad_token_id
         reward = score_ids(self.quality_model, seqs, pad, batch_size=self.batch_size)
-        prob = _sigmoid(score_ids(self.consistency_model, seqs, pad, batch_size=self.batch_size))
+        prob = _sigmoid(score_ids(self.consistency_model, cons_seqs, pad, batch_size=self.batch_size))
         return reward, prob
 
     def score_batch(self, requests: Sequence[JudgeRequest]) -> list[Verdict]:
@@ -1266,6 +1288,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--base", default=None, help="HF sequence-classification base (default: tiny model from scratch)")
     t.add_argument("--tokenizer", default=None, help="tokenizer path (default: the base's or the project's)")
     t.add_argument("--no-reference", action="store_true", help="do not show the items' true events to the model")
+    t.add_argument(
+        "--consistency-reference", action="store_true",
+        help="show the true events to the consistency head too (default: it reads the reasoning alone)",
+    )  # fmt: skip
     t.add_argument("--eval-frac", type=float, default=0.2, help="share of items held out for the metrics")
     t.add_argument("--min-gap", type=float, default=0.1, help="smallest quality gap that makes a pair")
     t.add_argument("--epochs", type=float, default=TrainConfig.epochs, help="reward-head epochs over the pairs")
@@ -1323,7 +1349,8 @@ def _run(args: argparse.Namespace) -> None:
         elif args.command == "train":
             cfg = TrainConfig(
                 out=args.out, sources=args.sources, base=args.base, tokenizer=args.tokenizer,
-                reference=not args.no_reference, eval_frac=args.eval_frac, min_gap=args.min_gap,
+                reference=not args.no_reference, consistency_reference=args.consistency_reference and not args.no_reference,
+                eval_frac=args.eval_frac, min_gap=args.min_gap,
                 epochs=args.epochs, consistency_epochs=args.consistency_epochs, lr=args.lr,
                 batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, progress=not args.quiet,
                 tiny=args.tiny, init=args.init,

@@ -225,10 +225,18 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
     for t in traces:
         rec, item = store.get_generation(t.generation_id), store.get_item(t.item_id)
         requests.append(JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta))
-    scores = dict(zip([t.generation_id for t in traces], judge.raw_scores(requests)[0], strict=True))
-    train_pairs = [p for p in rm.build_pairs(traces) if p.item_id not in rm.split_items([t.item_id for t in traces], 0.25, 0)]
+    reward, prob = judge.raw_scores(requests)
+    scores = dict(zip([t.generation_id for t in traces], reward, strict=True))
+    held_out = rm.split_items([t.item_id for t in traces], 0.25, 0)
+    train_pairs = [p for p in rm.build_pairs(traces) if p.item_id not in held_out]
     assert np.mean([scores[p.chosen_id] > scores[p.rejected_id] for p in train_pairs]) == pytest.approx(
         metrics["train_pairwise_accuracy"], abs=1e-4
+    )
+    # the consistency head reads the reasoning without the reference, in training and in the judge alike
+    assert judge.reference and not judge.consistency_reference
+    train_idx = [i for i, t in enumerate(traces) if t.item_id not in held_out]
+    assert rm.roc_auc([traces[i].consistent for i in train_idx], prob[train_idx]) == pytest.approx(
+        metrics["train_consistency_auc"], abs=1e-4
     )
     reqs = []
     for i, task in enumerate(synth.task_schedule(6)):
