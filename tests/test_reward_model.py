@@ -277,3 +277,18 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "export labels as jsonl or hf" in capsys.readouterr().err
     assert rm.main(["export", "--db", url, "--out", str(tmp_path / "p.jsonl"), "--format", "jsonl"]) == 0
     assert "wrote 2 rows" in capsys.readouterr().out
+
+
+def test_cli_train_consistency_reference_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = _url(tmp_path / "r.db")
+    with Store(url) as s:
+        _fill(s, n_items=8)
+    args = ["train", "--db", url, "--epochs", "1", "--consistency-epochs", "1", "--batch-size", "8", "--quiet"]
+    assert rm.main([*args, "--out", str(tmp_path / "a"), "--consistency-reference"]) == 0
+    assert rm.main([*args, "--out", str(tmp_path / "b"), "--consistency-reference", "--no-reference"]) == 0
+    capsys.readouterr()
+    a = json.loads((tmp_path / "a" / rm.META_FILE).read_text())
+    b = json.loads((tmp_path / "b" / rm.META_FILE).read_text())
+    assert (a["reference"], a["consistency_reference"]) == (True, True)
+    assert (b["reference"], b["consistency_reference"]) == (False, False)  # no reference for either head
+    assert rm.LearnedJudge(str(tmp_path / "a")).consistency_reference
