@@ -751,13 +751,10 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     """Train both heads from the store's ratings (and votes), save them under ``cfg.out``; the metrics."""
     t_start = time.perf_counter()
     traces = collect_traces(store, cfg.sources, reference=cfg.reference)
-    cons_text = {
-        t.generation_id: (t.prompt, t.completion)
-        for t in (
-            traces if cfg.consistency_reference == cfg.reference
-            else collect_traces(store, cfg.sources, reference=cfg.consistency_reference)
-        )
-    }  # what the consistency head reads, per generation
+    cons_traces = (  # what the consistency head reads
+        traces if cfg.consistency_reference == cfg.reference
+        else collect_traces(store, cfg.sources, reference=cfg.consistency_reference)
+    )  # fmt: skip
     votes = vote_pairs(store, reference=cfg.reference)
     if not traces:
         where = f" from source(s) {', '.join(cfg.sources)}" if cfg.sources else ""
@@ -795,7 +792,10 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     consistency_model = build_model(
         tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init
     )
-    cons_seqs = {g: encode(tokenizer, *text, cfg.max_length) for g, text in cons_text.items()}
+    all_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in traces}
+    cons_seqs = all_seqs
+    if cons_traces is not traces:
+        cons_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in cons_traces}
     seqs = [cons_seqs[t.generation_id] for t in train_traces]
     consistency_log = _train_classifier(
         consistency_model, seqs, [t.consistent for t in train_traces], [t.weight for t in train_traces],
@@ -806,7 +806,6 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
 
     # scores, calibration, held-out metrics
     pad = tokenizer.pad_token_id
-    all_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in traces}
     gids = list(all_seqs)
     reward = dict(zip(gids, score_ids(quality_model, [all_seqs[g] for g in gids], pad), strict=True))
     p_cons = dict(zip(gids, _sigmoid(score_ids(consistency_model, [cons_seqs[g] for g in gids], pad)), strict=True))
