@@ -792,10 +792,11 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     consistency_model = build_model(
         tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init
     )
-    all_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in traces}
-    cons_seqs = all_seqs
-    if cons_traces is not traces:
-        cons_seqs = {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in cons_traces}
+    def encode_all(ts: Sequence[Trace]) -> dict[int, list[int]]:
+        return {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in ts}
+
+    all_seqs = encode_all(traces)
+    cons_seqs = all_seqs if cons_traces is traces else encode_all(cons_traces)
     seqs = [cons_seqs[t.generation_id] for t in train_traces]
     consistency_log = _train_classifier(
         consistency_model, seqs, [t.consistent for t in train_traces], [t.weight for t in train_traces],
@@ -958,13 +959,11 @@ class LearnedJudge:
 
     def raw_scores(self, requests: Sequence[JudgeRequest]) -> tuple[np.ndarray, np.ndarray]:
         """``(reward, P(consistent))`` for each request (empty think included; it is scored as text)."""
-        seqs = [encode(self.tokenizer, *render(r, reference=self.reference), self.max_length) for r in requests]
-        cons_seqs = seqs
-        if self.consistency_reference != self.reference:
-            cons_seqs = [
-                encode(self.tokenizer, *render(r, reference=self.consistency_reference), self.max_length)
-                for r in requests
-            ]
+        def encode_all(reference: bool) -> list[list[int]]:
+            return [encode(self.tokenizer, *render(r, reference=reference), self.max_length) for r in requests]
+
+        seqs = encode_all(self.reference)
+        cons_seqs = seqs if self.consistency_reference == self.reference else encode_all(self.consistency_reference)
         pad = self.tokenizer.pad_token_id
         reward = score_ids(self.quality_model, seqs, pad, batch_size=self.batch_size)
         prob = _sigmoid(score_ids(self.consistency_model, cons_seqs, pad, batch_size=self.batch_size))
