@@ -56,9 +56,9 @@ def compare(
     ``completion_tokens``, ``latency_s``, ``first_token_s``.
     """
     with user_error():
-        service.annotator(request)
+        user = service.annotator(request)
         path, name = _uploaded_path(audio)
-        *_, last = service.compare_stream(path, question, choices, pair, original_name=name)
+        *_, last = service.compare_stream(path, question, choices, pair, original_name=name, user=user)
         return last.to_dict()
 
 

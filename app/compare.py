@@ -52,12 +52,12 @@ def ask(
 ) -> Iterator[tuple[Any, ...]]:
     """Stream both answers (left/right in random order), store them, then unlock the vote buttons."""
     with user_error():
-        service.annotator(request)  # must be signed in
+        user = service.annotator(request)  # must be signed in
         swapped = random.random() < 0.5  # True: stored answer A is shown on the right
         last_emit = 0.0
         comp = None
         yield (None, [], "", [], "", *_buttons(False), "")
-        for comp in service.compare_stream(audio, question, choices, pair):
+        for comp in service.compare_stream(audio, question, choices, pair, user=user):
             left, right = (comp.b, comp.a) if swapped else (comp.a, comp.b)
             now = time.perf_counter()
             if not comp.stored and now - last_emit < STREAM_INTERVAL_S and not comp.finished:

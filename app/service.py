@@ -435,12 +435,14 @@ def compare_stream(
     *,
     save: bool = True,
     original_name: str | None = None,
+    user: str | None = None,
 ) -> Iterator[Comparison]:
     """Answer in both modes of ``pair``, token by token in turn (side by side), then store everything.
 
     Yields the growing :class:`Comparison` after every step; the last one is stored (clip by content
     hash, item, both generations) and carries the generation ids. Nothing is stored when the audio or
-    question is refused or generation fails. Each side's ``compute_s`` counts only its own steps.
+    question is refused or generation fails. Each side's ``compute_s`` counts only its own steps. ``user``
+    (who asked) is recorded as having been shown the pair, which is what lets them vote on it.
     """
     if pair not in PAIRS:
         raise UserError(f"Unknown comparison {pair!r}; choose one of: {', '.join(PAIRS)}.")
@@ -471,7 +473,7 @@ def compare_stream(
     finally:
         steps.close()
     if save:
-        _save_comparison(comp, audio_path, question, choice_list or [], original_name)
+        _save_comparison(comp, audio_path, question, choice_list or [], original_name, user)
         yield comp
 
 
@@ -510,8 +512,9 @@ def use_gpu_decorator(decorator: Callable) -> None:
 
 
 def _save_comparison(
-    comp: Comparison, audio_path: str | None, question: str, choices: list[str], original_name: str | None
-) -> None:
+    comp: Comparison, audio_path: str | None, question: str, choices: list[str], original_name: str | None,
+    user: str | None = None,
+) -> None:  # fmt: skip
     st = store()
     assert audio_path is not None
     clip = _db(lambda: st.add_clip(audio_path, original_name=original_name or Path(audio_path).name))
@@ -539,6 +542,10 @@ def _save_comparison(
             )
         )  # fmt: skip
         side.generation_id = gen.id
+    if user is not None:
+        a, b = comp.a.generation_id, comp.b.generation_id
+        assert a is not None and b is not None
+        _db(lambda: st.show_comparison(a, b, user))
 
 
 def example_items() -> list[tuple[str, dict]]:
@@ -573,14 +580,21 @@ VOTE_CHOICES = ("A", "B", "tie", "both_bad")
 
 
 def vote(user: str, generation_a: int, generation_b: int, choice: str, swapped: bool = False) -> dict:
-    """Record ``user``'s preference (``choice`` names the stored generation: A, B, tie, both_bad)."""
+    """Record ``user``'s preference (``choice`` names the stored generation: A, B, tie, both_bad).
+
+    Only on a comparison ``user`` was shown (or two imported traces); voting again updates the vote.
+    """
     if choice not in VOTE_CHOICES:
         raise UserError(f"A vote is one of {', '.join(VOTE_CHOICES)}; got {choice!r}.")
     st = store()
     try:
-        v = _db(lambda: st.vote(int(generation_a), int(generation_b), choice, user, swapped=bool(swapped)))
-    except NotFoundError as err:
-        raise UserError(str(err)) from err
+        v = _db(
+            lambda: st.vote(
+                int(generation_a), int(generation_b), choice, user, swapped=bool(swapped), shown_only=True
+            )
+        )
+    except (NotFoundError, AccessDeniedError):
+        raise UserError("You can only vote on a comparison you were shown.") from None
     return {"vote_id": v.id, "generation_a": v.generation_a_id, "generation_b": v.generation_b_id,
             "choice": v.choice, "swapped": v.swapped, "annotator": user}  # fmt: skip
 

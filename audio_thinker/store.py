@@ -1,6 +1,6 @@
 """The ratings store: one SQLAlchemy schema shared by the trainer, the reward model and the studio.
 
-Schema (alembic head ``0002``; ``audio_thinker/migrations/``)::
+Schema (alembic head ``0003``; ``audio_thinker/migrations/``)::
 
     clips        hash (SHA-256 hex of the file bytes, primary key), ext, original_name, duration_s,
                  sample_rate, channels, size_bytes, created_at
@@ -15,7 +15,12 @@ Schema (alembic head ``0002``; ``audio_thinker/migrations/``)::
                  status (draft | submitted | discarded | skipped), source (human | oracle | judge),
                  created_at, updated_at; unique (generation_id, annotator_id)
     votes        id, generation_a_id, generation_b_id -> generations (same item), swapped, choice
-                 (A | B | tie | both_bad), annotator_id -> annotators, created_at
+                 (A | B | tie | both_bad), annotator_id -> annotators, created_at, updated_at;
+                 unique (generation_a_id, generation_b_id, annotator_id), and one vote per annotator for
+                 a pair in either order (re-voting updates it)
+    comparisons  id, generation_a_id, generation_b_id -> generations, annotator_id -> annotators,
+                 created_at: the pairs shown side by side to an annotator (what they may vote on);
+                 unique (generation_a_id, generation_b_id, annotator_id)
 
 Conventions:
 
@@ -60,6 +65,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Text,
@@ -99,6 +105,7 @@ __all__ = [
     "Annotator",
     "Base",
     "Clip",
+    "Comparison",
     "Generation",
     "Item",
     "NotFoundError",
@@ -147,6 +154,8 @@ MODES = ("think", "no-think", "adaptive")
 STATUSES = ("draft", "submitted", "discarded", "skipped")
 RATING_SOURCES = ("human", "oracle", "judge")
 VOTE_CHOICES = ("A", "B", "tie", "both_bad")
+STUDIO_RUN = "studio"
+"""``generations.run`` of answers generated in the studio's Ask & compare (not imported)."""
 
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 _SOURCE_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -319,10 +328,16 @@ class Rating(Base):
 
 
 class Vote(Base):
-    """A pairwise preference between two generations for the same item (added in 0002)."""
+    """A pairwise preference between two generations for the same item (added in 0002).
+
+    One vote per (comparison, annotator) since 0003: voting again on the same two generations, named in
+    either order, updates the annotator's vote (``updated_at``)."""
 
     __tablename__ = "votes"
-    __table_args__ = (CheckConstraint("choice IN ('A', 'B', 'tie', 'both_bad')", name="choice"),)
+    __table_args__ = (
+        CheckConstraint("choice IN ('A', 'B', 'tie', 'both_bad')", name="choice"),
+        Index("uq_votes_pair_annotator", "generation_a_id", "generation_b_id", "annotator_id", unique=True),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     generation_a_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
     generation_b_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
@@ -330,8 +345,25 @@ class Vote(Base):
     choice: Mapped[str] = mapped_column(String(8))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime | None] = mapped_column(default=_now)  # 0003
 
     annotator: Mapped[Annotator] = relationship(lazy="joined")
+
+
+class Comparison(Base):
+    """Two generations of one item shown side by side to an annotator (added in 0003): what they may vote on."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        Index(
+            "uq_comparisons_pair_annotator", "generation_a_id", "generation_b_id", "annotator_id", unique=True
+        ),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation_a_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    generation_b_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
 # ------------------------------------------------------------------------------------- records for readers
@@ -1040,6 +1072,34 @@ class Store:
 
     # ---------------------------------------------------------------------------------------------- votes
 
+    def show_comparison(self, generation_a: int, generation_b: int, annotator: str | Annotator) -> Comparison:
+        """Record that ``annotator`` was shown generations A and B side by side (idempotent): the pairs an
+        annotator may vote on with ``vote(..., shown_only=True)``."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+        if generation_a == generation_b:
+            raise ValueError("a comparison shows two different generations")
+
+        def work(session: Session) -> Comparison:
+            for gid in (generation_a, generation_b):
+                if session.get(Generation, gid) is None:
+                    raise NotFoundError(f"no generation with id {gid}")
+            ann = self._annotator(session, name, create=True)
+            assert ann is not None
+            found = session.scalar(
+                select(Comparison).where(
+                    Comparison.generation_a_id == generation_a, Comparison.generation_b_id == generation_b,
+                    Comparison.annotator_id == ann.id,
+                )
+            )  # fmt: skip
+            if found is not None:
+                return found
+            row = Comparison(generation_a_id=generation_a, generation_b_id=generation_b, annotator_id=ann.id)
+            session.add(row)
+            session.flush()
+            return row
+
+        return self._write(work)
+
     def vote(
         self,
         generation_a: int,
@@ -1048,11 +1108,15 @@ class Store:
         annotator: str | Annotator,
         *,
         swapped: bool = False,
+        shown_only: bool = False,
     ) -> Vote:
-        """Record a pairwise preference between two generations of the same item.
+        """Record ``annotator``'s preference between two generations of the same item; returns the row.
 
         ``choice`` is ``A``/``B`` (the stored generation that won), ``tie`` or ``both_bad``; ``swapped``
-        says that A was shown on the right-hand side.
+        says that A was shown on the right-hand side. One vote per (comparison, annotator): voting again on
+        the same two generations (in either order) updates that vote. With ``shown_only``, the annotator
+        must have been shown the pair (:meth:`show_comparison`) unless both generations were imported
+        (neither comes from the studio, run ``"studio"``); else :class:`AccessDeniedError`.
         """
         name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
         choice_ = _choice(choice, "choice", VOTE_CHOICES)
@@ -1060,6 +1124,7 @@ class Store:
             raise ValueError(f"swapped must be True or False, got {swapped!r}")
         if generation_a == generation_b:
             raise ValueError("a vote compares two different generations")
+        pair = {generation_a, generation_b}
 
         def work(session: Session) -> Vote:
             gen_a, gen_b = session.get(Generation, generation_a), session.get(Generation, generation_b)
@@ -1073,11 +1138,38 @@ class Store:
                     f"({gen_a.item_id} and {gen_b.item_id}); votes compare answers to the same item"
                 )
             ann = self._annotator(session, name, create=True)
-            vote = Vote(
-                generation_a_id=generation_a, generation_b_id=generation_b, swapped=swapped, choice=choice_,
-                annotator=ann,
-            )  # fmt: skip
-            session.add(vote)
+            assert ann is not None
+            if shown_only and STUDIO_RUN in (gen_a.run, gen_b.run):
+                shown = session.scalar(
+                    select(Comparison.id).where(
+                        Comparison.annotator_id == ann.id,
+                        Comparison.generation_a_id.in_(pair), Comparison.generation_b_id.in_(pair),
+                    ).limit(1)
+                )  # fmt: skip
+                if shown is None:
+                    raise AccessDeniedError(
+                        f"annotator {name!r} was not shown generations {generation_a} and {generation_b} "
+                        "side by side"
+                    )
+            vote = session.scalar(
+                select(Vote).where(
+                    Vote.annotator_id == ann.id,
+                    Vote.generation_a_id.in_(pair),
+                    Vote.generation_b_id.in_(pair),
+                )
+            )
+            now = _now()
+            if vote is None:
+                vote = Vote(
+                    generation_a_id=generation_a, generation_b_id=generation_b, annotator=ann, created_at=now
+                )
+                session.add(vote)
+            if vote.generation_a_id == generation_a:
+                vote.choice, vote.swapped = choice_, swapped
+            else:  # the stored vote names the pair the other way round: translate
+                vote.choice = {"A": "B", "B": "A"}.get(choice_, choice_)
+                vote.swapped = not swapped
+            vote.updated_at = now
             session.flush()
             return vote
 

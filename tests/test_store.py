@@ -38,6 +38,8 @@ from audio_thinker.store import (
     snap_quality,
 )
 
+HEAD = "0003"
+"""The newest migration."""
 THINK = "<think>Beep 1 at 0.2 s: low. That is 1 beep. So the answer is 1.</think><answer>1</answer>"
 
 
@@ -423,7 +425,7 @@ def test_migration_from_0001_keeps_rows(tmp_path: Path) -> None:
 
     with Store(_url(db), tmp_path / "media") as store:
         with store.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == HEAD
         (old,) = list(store.ratings())
         assert (old.rating_id, old.annotator, old.quality, old.comment, old.flawed_span) == (
             1, "alice", 0.7, "from 0001", (0, 3),
@@ -445,6 +447,45 @@ def test_migration_from_0001_keeps_rows(tmp_path: Path) -> None:
         ]  # fmt: skip
         assert [v.choice for v in store.votes()] == ["B"]
         assert store.counts()["ratings"] == 2
+
+
+def test_migration_0003_keeps_each_annotators_latest_vote(tmp_path: Path) -> None:
+    """Duplicate votes (one annotator voting on a pair again and again, in either order) become one vote per
+    (pair, annotator): the latest; other annotators' votes and the rest of the data are kept."""
+    db = tmp_path / "votes.db"
+    migrate(_url(db), "0002")
+    ts = "2026-01-01 00:00:00.000000"
+    con = sqlite3.connect(db)
+    con.executescript(
+        f"""
+        INSERT INTO items (id, question, choices, source, created_at) VALUES (1, 'Q?', '[]', 'upload', '{ts}');
+        INSERT INTO generations (id, item_id, model, mode, raw_text, run, created_at)
+            VALUES (1, 1, 'tiny', 'think', 'a', 'studio', '{ts}'), (2, 1, 'tiny', 'no-think', 'b', 'studio', '{ts}'),
+                   (3, 1, 'tiny', 'adaptive', 'c', 'studio', '{ts}');
+        INSERT INTO annotators (id, name, created_at) VALUES (1, 'ann', '{ts}'), (2, 'bea', '{ts}');
+        INSERT INTO votes (id, generation_a_id, generation_b_id, swapped, choice, annotator_id, created_at)
+            VALUES (1, 1, 2, 0, 'A', 2, '{ts}'), (2, 1, 2, 0, 'A', 2, '{ts}'), (3, 2, 1, 1, 'A', 2, '{ts}'),
+                   (4, 1, 2, 0, 'B', 1, '{ts}'), (5, 1, 3, 0, 'tie', 2, '{ts}'), (6, 1, 2, 1, 'tie', 1, '{ts}');
+        """
+    )
+    con.commit()
+    con.close()
+    with Store(_url(db), tmp_path / "media") as store:
+        kept = sorted((v.vote_id, v.annotator, v.choice) for v in store.votes())
+        assert kept == [(3, "bea", "A"), (5, "bea", "tie"), (6, "ann", "tie")]
+        # the kept votes can be changed (their pairs count as shown), and stay one per pair
+        store.vote(1, 2, "B", "bea", shown_only=True)
+        store.vote(1, 2, "A", "ann", shown_only=True)
+        with pytest.raises(AccessDeniedError):
+            store.vote(2, 3, "A", "ann", shown_only=True)
+        assert sorted((v.vote_id, v.annotator, v.generation_a_id, v.choice) for v in store.votes()) == [
+            (3, "bea", 2, "A"), (5, "bea", 1, "tie"), (6, "ann", 1, "A"),
+        ]  # fmt: skip
+        with pytest.raises(IntegrityError), store.session(write=True) as session:  # the unique index
+            session.execute(
+                text("INSERT INTO votes (generation_a_id, generation_b_id, swapped, choice, annotator_id, "
+                     "created_at) VALUES (1, 2, 0, 'A', 1, '2026-01-02')")
+            )  # fmt: skip
 
 
 def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:

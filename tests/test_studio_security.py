@@ -1,0 +1,113 @@
+"""Issue #17, security and privacy: what another signed-in annotator (or an anonymous visitor) would try,
+over ``gradio_client`` and plain HTTP against the real studio server (auth on, a temporary SQLite
+database, the shipped tiny model). ``ann`` is the admin (A), ``bea`` an annotator (B)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("studio-security")
+
+
+@pytest.fixture(scope="module")
+def configured(workdir, shipped_lm):
+    import torch
+
+    from app import service
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{workdir / 'ratings.db'}")
+        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
+        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
+        mp.delenv("AUDIO_THINKER_MODEL", raising=False)
+        service.configure(
+            lm=shipped_lm, runs_root=workdir / "runs", reward_model_dir=workdir / "rm",
+            exports_dir=workdir / "exports",
+        )  # fmt: skip
+        service.warm_up()
+        yield service
+        service.configure(service.Settings())
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def server(configured):
+    from app import studio
+
+    demo, url = studio.serve()
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def example(configured) -> tuple[str, dict]:
+    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
+
+
+def client(url: str, user: str):
+    from gradio_client import Client
+
+    return Client(url, auth=(user, USERS[user]), verbose=False)
+
+
+def db(workdir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(workdir / "ratings.db")
+
+
+def ask(c, example) -> dict:
+    from gradio_client import handle_file
+
+    path, item = example
+    return c.predict(handle_file(path), item["question"], "\n".join(item["choices"]), api_name="/compare")
+
+
+# ------------------------------------------------------------------------------------------------ votes
+
+
+def test_one_vote_per_comparison_and_user_only_on_what_they_were_shown(server, configured, workdir, example):
+    from gradio_client.exceptions import AppError
+
+    ann, bea = client(server, "ann"), client(server, "bea")
+    r = ask(ann, example)
+    a, b = r["a"]["generation_id"], r["b"]["generation_id"]  # think, no-think
+    ann.predict(a, b, "A", api_name="/vote")  # the admin prefers the think answer
+    refused = 0
+    for _ in range(20):  # bea never saw this comparison: every vote (either orientation) is refused
+        try:
+            bea.predict(b, a, "A", api_name="/vote")
+        except AppError as err:
+            refused += 1
+            assert "Traceback" not in str(err)
+        try:
+            bea.predict(a, b, "B", api_name="/vote")
+        except AppError:
+            refused += 1
+    assert refused == 40
+    # ann changes her mind twice: still one row, the latest choice
+    ann.predict(a, b, "tie", api_name="/vote")
+    ann.predict(b, a, "B", api_name="/vote")  # the same comparison, named the other way round: think wins
+    with db(workdir) as con:
+        rows = con.execute(
+            "select an.name, v.generation_a_id, v.generation_b_id, v.choice from votes v "
+            "join annotators an on an.id = v.annotator_id where ? in (v.generation_a_id, v.generation_b_id)",
+            (a,),
+        ).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "ann"
+    _, ga, gb, choice = rows[0]
+    assert {"A": ga, "B": gb}[choice] == a  # the think answer is the one preferred
+    # the ranking counts ann once; the export lists the think answer as chosen
+    comps, names = configured.vote_comparisons()
+    assert len(comps) == 1
+    trl = Path(ann.predict("jsonl", api_name="/export")).read_text().splitlines()
+    votes = [json.loads(x) for x in trl if json.loads(x).get("origin") == "vote"]
+    assert len(votes) == 1 and votes[0]["chosen_id"] == a and votes[0]["rejected_id"] == b
