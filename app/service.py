@@ -1152,35 +1152,108 @@ def _reward_model() -> Any:
     return reward_model
 
 
+EXPORT_TTL_S = float(os.environ.get("AUDIO_THINKER_EXPORT_TTL_S", "600"))
+"""How long an export stays fetchable by the user who asked for it (then its files are deleted)."""
+
+
+@dataclass
+class _PrivateFile:
+    owner: str
+    folder: Path
+    expires: float
+
+
+_private_files: dict[str, _PrivateFile] = {}
+_private_lock = threading.Lock()
+
+
+def private_roots() -> list[Path]:
+    """Folders whose files are never served by path: the store's media and the (former) exports folder."""
+    roots = [settings().exports_dir.resolve()]
+    with _state_lock:
+        if _store is not None:
+            roots.append(Path(_store.media_dir).resolve())
+    return roots
+
+
+def private_file_owner(name: str) -> str | None:
+    """Who may fetch the delivered file called ``name`` (an export), or None when it is not one."""
+    with _private_lock:
+        entry = _private_files.get(name)
+    return entry.owner if entry is not None else None
+
+
+def _register_private(name: str, owner: str, folder: Path) -> None:
+    with _private_lock:
+        _private_files[name] = _PrivateFile(owner, folder, time.time() + EXPORT_TTL_S)
+    timer = threading.Timer(EXPORT_TTL_S, _expire_private, args=(name,))
+    timer.daemon = True
+    timer.start()
+
+
+def _expire_private(name: str) -> None:
+    """Delete an export's folder and the copies Gradio delivered from it (its cache keeps them by name)."""
+    from gradio.utils import get_upload_folder
+
+    with _private_lock:
+        entry = _private_files.pop(name, None)
+    if entry is None:
+        return
+    shutil.rmtree(entry.folder, ignore_errors=True)
+    for copy in Path(get_upload_folder()).glob(f"*/{name}"):
+        copy.unlink(missing_ok=True)
+
+
 def export(user: str, fmt: str) -> str:
-    """An export file for download: admins get the preference data of every rating and vote (``trl`` /
-    ``jsonl`` / ``hf`` as a zip, by ``audio_thinker.reward_model.export``); other annotators get their own
-    ratings as JSONL."""
+    """An export file for ``user`` alone: admins get the preference data of every rating and vote
+    (``trl`` / ``jsonl`` / ``hf`` as a zip, by ``audio_thinker.reward_model.export``); other annotators get
+    their own ratings as JSONL.
+
+    Written to a new private temporary folder under a name with a random part, registered as ``user``'s
+    (the studio's HTTP guard serves it, and Gradio's copy of it, to nobody else) and deleted after
+    :data:`EXPORT_TTL_S` seconds; never into a shared folder.
+    """
+    import tempfile
+
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}.")
-    out_dir = settings().exports_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # noqa: UP017
-    if not is_admin(user):
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", user)[:40]
-        path = out_dir / f"my-ratings-{safe}-{stamp}.jsonl"
-        rows = my_ratings(user)
-        with path.open("w") as fh:
-            for r in rows:
-                fh.write(json.dumps(r) + "\n")
-        return str(path)
-    rm = _reward_model()
-    target = out_dir / (f"ratings-hf-{stamp}" if fmt == "hf" else f"ratings-{fmt}-{stamp}.jsonl")
-    st = store()
+    out_dir = Path(tempfile.mkdtemp(prefix="audio-thinker-export-"))  # mode 0700
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # noqa: UP017
+    tag = f"{stamp}-{os.urandom(8).hex()}"
     try:
-        _db(lambda: rm.export(st, str(target), fmt))
-    except rm.RewardModelError as err:
-        raise UserError(f"Nothing exported: {err}.") from err
-    if target.is_dir():
-        archive = shutil.make_archive(str(target), "zip", root_dir=target)
-        shutil.rmtree(target, ignore_errors=True)
-        return archive
-    return str(target)
+        if not is_admin(user):
+            path = out_dir / f"my-ratings-{tag}.jsonl"
+            rows = my_ratings(user)
+            with path.open("w") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+        else:
+            rm = _reward_model()
+            target = out_dir / (f"ratings-hf-{tag}" if fmt == "hf" else f"ratings-{fmt}-{tag}.jsonl")
+            st = store()
+            try:
+                _db(lambda: rm.export(st, str(target), fmt))
+            except rm.RewardModelError as err:
+                raise UserError(f"Nothing exported: {_scrub(str(err))}.") from err
+            if target.is_dir():
+                archive = shutil.make_archive(str(target), "zip", root_dir=target)
+                shutil.rmtree(target, ignore_errors=True)
+                path = Path(archive)
+            else:
+                path = target
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    _register_private(path.name, user, out_dir)
+    return str(path)
+
+
+_PATH_RE = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\\/\s'\"(),;]+[\\/])+[^\\/\s'\"(),;:]*")
+
+
+def _scrub(message: str) -> str:
+    """``message`` with server paths reduced to their last part (people see the name, not the folder)."""
+    return _PATH_RE.sub(lambda m: Path(m.group(0).rstrip("/\\")).name or "…", message)
 
 
 _train_lock = threading.Lock()

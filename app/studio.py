@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from . import api, compare, rate, reward, runs, service
+from . import api, compare, guard, rate, reward, runs, service
 
 KEYBOARD_JS = """
 <script>
@@ -126,9 +127,12 @@ def build_app() -> gr.Blocks:
 
 
 def launch_kwargs(**overrides: Any) -> dict[str, Any]:
-    """``launch`` arguments: auth from ``AUDIO_THINKER_USERS``, the upload limit, script and CSS."""
+    """``launch`` arguments: auth from ``AUDIO_THINKER_USERS``, the upload limit, script and CSS, and the
+    HTTP guard (``app/guard.py``). The media folder is an allowed path only so that Gradio may copy a clip
+    a handler returns into its cache; the guard never serves it by path. Exports live in private
+    temporary folders, not in an allowed path."""
     s = service.settings()
-    allowed = {str(Path(p).resolve()) for p in (s.runs_root, s.exports_dir) if p}
+    allowed = {str(Path(p).resolve()) for p in (s.runs_root,) if p}
     with contextlib.suppress(service.StoreUnavailable):  # else the header and every handler say so
         allowed.add(str(service.store().media_dir.resolve()))
     kwargs: dict[str, Any] = {
@@ -138,6 +142,7 @@ def launch_kwargs(**overrides: Any) -> dict[str, Any]:
         "allowed_paths": sorted(allowed),
         "show_error": True,
         "footer_links": ["api", "gradio"],
+        "app_kwargs": {"middleware": [Middleware(guard.StudioGuard)]},
     }
     if s.users:
         kwargs["auth"] = list(s.users.items())

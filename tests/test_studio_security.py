@@ -111,3 +111,38 @@ def test_one_vote_per_comparison_and_user_only_on_what_they_were_shown(server, c
     trl = Path(ann.predict("jsonl", api_name="/export")).read_text().splitlines()
     votes = [json.loads(x) for x in trl if json.loads(x).get("origin") == "vote"]
     assert len(votes) == 1 and votes[0]["chosen_id"] == a and votes[0]["rejected_id"] == b
+
+
+# ----------------------------------------------------------------------------------------------- exports
+
+
+def _get(url: str, c, path: str):
+    """GET a server file as the signed-in user of client ``c`` (its session cookie)."""
+    import httpx
+
+    return httpx.get(f"{url.rstrip('/')}/gradio_api/file={path}", cookies=c.cookies, timeout=30)
+
+
+def test_exports_are_only_for_the_user_who_asked(server, configured, workdir, example):
+    from gradio.utils import get_upload_folder
+
+    ann, bea = client(server, "ann"), client(server, "bea")
+    r = ask(ann, example)
+    ann.predict(r["a"]["generation_id"], True, 0.9, api_name="/rate")
+    ann.predict(r["a"]["generation_id"], r["b"]["generation_id"], "A", api_name="/vote")
+    bea.predict(r["a"]["generation_id"], False, 0.1, None, None, "bea's own note", api_name="/rate")
+    for fmt in ("trl", "jsonl", "hf"):
+        got = Path(ann.predict(fmt, api_name="/export"))
+        assert got.is_file() and got.stat().st_size > 0
+        # bea knows the file name: neither the exports folder nor Gradio's cache hands it to her
+        tried = [str(workdir / "exports" / got.name), str(Path(configured.settings().exports_dir) / got.name)]
+        tried += [str(p) for p in Path(get_upload_folder()).rglob(got.name)]
+        assert len(tried) >= 3, "the delivered copy should be in Gradio's cache"
+        for path in tried:
+            assert _get(server, bea, path).status_code != 200, (fmt, path)
+        for path in tried[2:]:  # ... while ann, who asked, can fetch her copy
+            assert _get(server, ann, path).status_code == 200
+        assert not list((workdir / "exports").glob(f"*{got.suffix}")), "exports must not pile up in a folder"
+    # bea's own export: her ratings only
+    mine = Path(bea.predict("trl", api_name="/export")).read_text()
+    assert "bea's own note" in mine and '"ann"' not in mine
