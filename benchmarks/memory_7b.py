@@ -78,19 +78,19 @@ OMNI_THINKER = Qwen2_5OmniThinkerConfig(
 )
 
 
-def counts(config, cls) -> dict[str, int]:
-    """Exact parameter counts on the meta device: all, the audio-path ones (no vision tower), LoRA r8."""
+def counts(config, cls, lora_r: int = LORA_R) -> dict[str, int]:
+    """Exact parameter counts on the meta device: all, the audio-path ones (no vision tower), LoRA r."""
     with torch.device("meta"):
         model = cls(config)
     total = sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
     lora = sum(
-        LORA_R * (m.in_features + m.out_features)
+        lora_r * (m.in_features + m.out_features)
         for n, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and n != "lm_head" and ".visual." not in f".{n}"
     )
     lora_lm = sum(
-        LORA_R * (m.in_features + m.out_features)
+        lora_r * (m.in_features + m.out_features)
         for n, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and ".language_model." in f".{n}."
     )
@@ -108,20 +108,54 @@ def counts(config, cls) -> dict[str, int]:
     }
 
 
-def activations(c: dict) -> float:
+def activations(
+    c: dict,
+    g: int = G_PER_GPU,
+    prompt_tokens: int = PROMPT_TOKENS,
+    completion_tokens: int = COMPLETION_TOKENS,
+) -> float:
     """One micro-batch, gradient checkpointing: stored layer inputs, one layer's recompute, fp32 logits."""
-    tokens = PROMPT_TOKENS + G_PER_GPU * COMPLETION_TOKENS  # the prompt once (shared prefix) + completions
+    tokens = prompt_tokens + g * completion_tokens  # the prompt once (shared prefix) + completions
     stored = c["layers"] * tokens * c["hidden"] * 2
     one_layer = (
         tokens * (4 * c["hidden"] + 3 * c["intermediate"]) * 2 * 2
     )  # fwd + bwd of the recomputed layer
-    logits = G_PER_GPU * COMPLETION_TOKENS * c["vocab"] * 4 * 3 * 2  # logits, log-softmax, probs; + grads
+    logits = g * completion_tokens * c["vocab"] * 4 * 3 * 2  # logits, log-softmax, probs; + grads
     return (stored + one_layer + logits) / GB
 
 
-def kv_cache(c: dict) -> float:
+def kv_cache(
+    c: dict,
+    g: int = G_PER_GPU,
+    prompt_tokens: int = PROMPT_TOKENS,
+    completion_tokens: int = COMPLETION_TOKENS,
+) -> float:
     """Rollout KV cache (bf16) of g completions of one prompt."""
-    return c["layers"] * 2 * c["kv"] * 2 * G_PER_GPU * (PROMPT_TOKENS + COMPLETION_TOKENS) / GB
+    return c["layers"] * 2 * c["kv"] * 2 * g * (prompt_tokens + completion_tokens) / GB
+
+
+def breakdown(c: dict, setup: str, act: float, gpus: int = GPUS) -> dict[str, float]:
+    """GB per GPU by term for ``setup`` ("full FT, ZeRO-3" | "LoRA r8, ZeRO-3" | "LoRA r8, DDP") on ``gpus``
+    GPUs, given ``act`` = activations + KV in GB; the table's columns. DDP on 1 GPU is a single-GPU run."""
+    psi, trained_full = c["total"], c["total"] - c["vision"]
+    div, frozen, trained, ref = {
+        # (divisor for everything, frozen params, trained params, reference bytes)
+        "full FT, ZeRO-3": (gpus, c["vision"], trained_full, 2 * psi),
+        "LoRA r8, ZeRO-3": (gpus, psi, c["lora"], 0),
+        "LoRA r8, DDP": (1, psi, c["lora"], 0),
+    }[setup]
+    out = {
+        "params": psi,
+        "trained": trained,
+        "weights": (2 * (frozen + trained)) / div / GB,
+        "grads": 2 * trained / div / GB,
+        "master": 4 * trained / div / GB,
+        "adam": 8 * trained / div / GB,
+        "reference": ref / GB,
+        "activations_kv": act,
+    }
+    out["total"] = sum(v for k, v in out.items() if k not in ("params", "trained"))
+    return out
 
 
 def table() -> str:
@@ -135,23 +169,13 @@ def table() -> str:
         ("Qwen2.5-Omni-7B thinker", OMNI_THINKER, Qwen2_5OmniThinkerForConditionalGeneration),
     ):
         c = counts(config, cls)
-        psi, trained_full = c["total"], c["total"] - c["vision"]
         act = activations(c) + kv_cache(c)
-        setups = {
-            # (divisor for everything, frozen params, trained params, reference bytes)
-            "full FT, ZeRO-3 x8": (GPUS, c["vision"], trained_full, 2 * psi),
-            "LoRA r8, ZeRO-3 x8": (GPUS, psi, c["lora"], 0),
-            "LoRA r8, DDP x8": (1, psi, c["lora"], 0),
-        }
-        for setup, (div, frozen, trained, ref) in setups.items():
-            w = (2 * (frozen + trained)) / div / GB
-            g = 2 * trained / div / GB
-            master = 4 * trained / div / GB
-            adam = 8 * trained / div / GB
-            total = w + g + master + adam + ref / GB + act
+        for setup in ("full FT, ZeRO-3", "LoRA r8, ZeRO-3", "LoRA r8, DDP"):
+            b = breakdown(c, setup, act)
             rows.append(
-                f"| {name} | {setup} | {psi / 1e9:.2f} B / {trained / 1e6:,.1f} M | {w:.2f} | {g:.2f} | "
-                f"{master:.2f} | {adam:.2f} | {ref / GB:.2f} | {act:.2f} | **{total:.1f} GB** |"
+                f"| {name} | {setup} x{GPUS} | {b['params'] / 1e9:.2f} B / {b['trained'] / 1e6:,.1f} M | "
+                f"{b['weights']:.2f} | {b['grads']:.2f} | {b['master']:.2f} | {b['adam']:.2f} | "
+                f"{b['reference']:.2f} | {act:.2f} | **{b['total']:.1f} GB** |"
             )
         rows.append(
             f"| {name} | LoRA r8 count | LM only {c['lora_lm']:,}; + audio encoder and projector "
