@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -142,42 +142,66 @@ class GRPOConfig:
 # 2. Rewards and advantages
 
 
+def _is_think(parsed, completion: str) -> bool:
+    return parsed.mode == "think" or (parsed.mode == "invalid" and shows_think(completion))
+
+
+def judge_completions(
+    completions: Sequence[str], items: Sequence[dict], judge
+) -> list[tuple[float, float, bool] | None]:
+    """The judge's (consistent, quality, failed) for each think completion with think text, else None.
+
+    Each process judges its own completions; the loop gathers the verdicts, so the judge's work is split
+    over the processes while R_c / R_t stay computed on the global batch.
+    """
+    parsed = [parse_completion(c) for c in completions]
+    judged = [
+        i for i, (p, c) in enumerate(zip(parsed, completions, strict=True)) if _is_think(p, c) and p.think
+    ]
+    requests = [
+        JudgeRequest(
+            items[i]["question"], items[i]["choices"], parsed[i].think, parsed[i].answer or "", items[i]
+        )
+        for i in judged
+    ]
+    verdicts = judge.score_batch(requests) if requests else []
+    out: list[tuple[float, float, bool] | None] = [None] * len(completions)
+    for i, v in zip(judged, verdicts, strict=True):
+        out[i] = (float(v.consistent), float(v.quality), bool(v.failed))
+    return out
+
+
 def score_completions(
-    completions: Sequence[str], items: Sequence[dict], *, cfg: GRPOConfig, step: int, judge
+    completions: Sequence[str],
+    items: Sequence[dict],
+    *,
+    cfg: GRPOConfig,
+    step: int,
+    judge=None,
+    verdicts: Sequence[tuple[float, float, bool] | None] | None = None,
 ) -> dict[str, list]:
-    """All reward terms for the global batch (ATAR's λ and R_t's mean are batch statistics)."""
+    """All reward terms for the global batch (ATAR's λ and R_t's mean are batch statistics).
+
+    ``verdicts`` are :func:`judge_completions`' for these completions (gathered from the processes);
+    without them ``judge`` is asked here.
+    """
     _, use_atar, use_rc, use_rt = REWARD_SETS[cfg.reward_set]
     parsed = [parse_completion(c) for c in completions]
     r_f = [format_reward(c) for c in completions]
-    think = [
-        p.mode == "think" or (p.mode == "invalid" and shows_think(c))
-        for p, c in zip(parsed, completions, strict=True)
-    ]
+    think = [_is_think(p, c) for p, c in zip(parsed, completions, strict=True)]
     correct = [
         p.mode != "invalid" and match_choice(p.answer, it["answer"], it["choices"])
         for p, it in zip(parsed, items, strict=True)
     ]
-    judged = [i for i, p in enumerate(parsed) if think[i] and p.think] if (use_rc or use_rt) else []
-    verdicts = (
-        judge.score_batch(
-            [
-                JudgeRequest(
-                    items[i]["question"],
-                    items[i]["choices"],
-                    parsed[i].think,
-                    parsed[i].answer or "",
-                    items[i],
-                )
-                for i in judged
-            ]
-        )
-        if judged
-        else []
-    )
+    if not (use_rc or use_rt):
+        verdicts = [None] * len(completions)
+    elif verdicts is None:
+        verdicts = judge_completions(completions, items, judge)
     raw_c: list[float | None] = [None] * len(completions)
     raw_t: list[float | None] = [None] * len(completions)
-    for i, v in zip(judged, verdicts, strict=True):
-        raw_c[i], raw_t[i] = float(v.consistent), float(v.quality)
+    for i, v in enumerate(verdicts):
+        if v is not None:
+            raw_c[i], raw_t[i] = v[0], v[1]
     for i in range(len(completions)):  # think completions the judge did not see (no think text): 0
         if think[i] and raw_c[i] is None:
             raw_c[i], raw_t[i] = 0.0, 0.0
@@ -201,7 +225,7 @@ def score_completions(
         "think": think,
         "correct": correct,
         "judge_consistent": raw_c,
-        "judge_failures": sum(v.failed for v in verdicts),
+        "judge_failures": sum(bool(v and v[2]) for v in verdicts),
     }
 
 
@@ -286,8 +310,67 @@ def completion_logprobs(
     return logp, entropy
 
 
-class LogProbModule(torch.nn.Module):
-    """Wraps the policy so DDP/FSDP see one forward call for the whole log-prob computation."""
+def rollout(
+    policy,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    input_features: torch.Tensor | None,
+    feature_attention_mask: torch.Tensor | None,
+    *,
+    group: int,
+    generators: Sequence[torch.Generator],
+    eos_ids: Sequence[int],
+    pad_id: int,
+    max_new_tokens: int,
+    temperature: float,
+    all_done: Callable[[bool], bool] | None = None,
+) -> torch.Tensor:
+    """Sample ``group`` completions per prompt: (B·group, T) token ids, pad after each row's eos.
+
+    Each clip is encoded once and each prompt prefilled once (:func:`~audio_thinker.inference.sample`).
+    ``all_done`` (see :func:`all_processes_done`) keeps every process stepping until all are done.
+    """
+    feats = encode_audio(policy, input_features, feature_attention_mask) if input_features is not None else []
+    cols = sample(
+        policy,
+        input_ids,
+        attention_mask,
+        feats,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        group=group,
+        generator=generators,
+        all_done=all_done,
+    )
+    return torch.stack(list(cols), 1)
+
+
+def all_processes_done(device: torch.device) -> Callable[[bool], bool]:
+    """An all-reduce of "this process's rows are done" over the processes (True when all are).
+
+    With sharded parameters (ZeRO-3, FSDP) every forward all-gathers them, so a process whose completions
+    ended early must keep stepping (feeding pad) until every process is done, or the collectives go out of
+    step and the run hangs; transformers' ``generate(synced_gpus=True)`` does the same.
+    """
+    import torch.distributed as dist
+
+    def done(local: bool) -> bool:
+        flag = torch.tensor([int(local)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    return done
+
+
+class PolicyModule(torch.nn.Module):
+    """The module accelerate wraps (DDP, FSDP, DeepSpeed): ``module(fn, *args)`` runs ``fn(policy, *args)``.
+
+    Every use of the policy in the loop (rollout, old/reference and policy log-probs) goes through this
+    forward, so a wrapper that gathers sharded parameters in its forward hooks (FSDP2's root, ZeRO-3)
+    sees one call per use, the same number on every process.
+    """
 
     def __init__(self, policy):
         super().__init__()
@@ -295,8 +378,8 @@ class LogProbModule(torch.nn.Module):
         # FSDP's transformer-based wrapping reads the layer classes to shard from here
         self._no_split_modules = getattr(unwrap_peft(policy), "_no_split_modules", None)
 
-    def forward(self, *args, **kwargs):
-        return completion_logprobs(self.policy, *args, **kwargs)
+    def forward(self, fn: Callable, *args, **kwargs):
+        return fn(self.policy, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,13 +470,27 @@ def train(cfg: GRPOConfig) -> dict:
 
     cfg.validate()
     out = Path(cfg.out)
+    ckpt, start_step = resume_point(cfg)
+    # one scheduler step per optimizer step: accelerate would otherwise step it once per process
     accelerator = Accelerator(
-        log_with=cfg.log_with or None, project_dir=str(out), mixed_precision="bf16" if cfg.bf16 else "no"
+        log_with=cfg.log_with or None,
+        project_dir=str(out),
+        mixed_precision="bf16" if cfg.bf16 else "no",
+        step_scheduler_with_optimizer=False,
     )
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     G, B = cfg.num_generations, cfg.prompts_per_step
-    rows, local, g = process_share(B, G, world, rank)
+    rows, local, g = process_share(B, G, world, rank)  # this process: rows of the B·G batch, prompts, g each
+    sharded = _is_sharded(accelerator)
+    if cfg.rollout == "vllm" and sharded:
+        raise ValueError(
+            "--rollout vllm needs the full weights on every process; ZeRO-3 and FSDP shard them "
+            "(use configs/accelerate/ddp.yaml or zero2.yaml)"
+        )
+    _, _, use_rc, use_rt = REWARD_SETS[cfg.reward_set]
+
+    # model, reference, optimizer, schedule
     model_path = cfg.model or default_model_path()
     policy, processor = load_policy(model_path, allow_text=True)
     is_audio = hasattr(processor, "feature_extractor")  # else a text-only causal LM and its tokenizer
@@ -422,46 +519,50 @@ def train(cfg: GRPOConfig) -> dict:
         ref_model.requires_grad_(False)
     freeze_unused(policy)  # Qwen2.5-Omni's vision encoder: never run on audio
     policy.train()
-    params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        params, lr=cfg.learning_rate, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay
+        [p for p in policy.parameters() if p.requires_grad],
+        lr=cfg.learning_rate,
+        betas=tuple(cfg.adam_betas),
+        weight_decay=cfg.weight_decay,
     )
-    updates = cfg.max_steps * cfg.num_iterations
     scheduler = get_scheduler(
         cfg.lr_scheduler,
         optimizer,
         num_warmup_steps=cfg.warmup_steps * cfg.num_iterations,
-        num_training_steps=updates,
+        num_training_steps=cfg.max_steps * cfg.num_iterations,
     )
-    module = LogProbModule(policy)
+    module = PolicyModule(policy)
     if accelerator.state.deepspeed_plugin is not None:  # no dataloader to size DeepSpeed's micro-batch from
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    # the parameters the prepared module owns (FSDP2 replaces them with DTensors): what gets clipped
+    params = [p for p in module.parameters() if p.requires_grad]
+    unwrapped = accelerator.unwrap_model(module).policy
     if ref_model is not None:
         ref_model = ref_model.to(accelerator.device)
     judge = make_judge(cfg.judge, **({"path": cfg.judge_model} if cfg.judge_model else {}))
     pool = None if cfg.data == "synth" else _load_pool(cfg.data)
     eos = unwrap_peft(policy).generation_config.eos_token_id or tok.eos_token_id
     eos_ids = eos if isinstance(eos, list) else [eos]
+    all_done = all_processes_done(accelerator.device) if sharded and world > 1 else None
     vllm = None
     if cfg.rollout == "vllm":
         from .vllm_backend import VLLMRollout, build_requests
 
         vllm = VLLMRollout(model_path, seed=cfg.seed, max_model_len=4096 + cfg.max_new_tokens)
 
-    start_step = 0
-    if cfg.resume:
-        ckpt = _latest_checkpoint(out) if cfg.resume == "latest" else Path(cfg.resume)
+    # resume: model or adapter, optimizer, scheduler, RNG; the logs are cut back to the checkpoint's step
+    if ckpt is not None:
         accelerator.load_state(str(ckpt))
-        start_step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         accelerator.print(f"resumed from {ckpt} at step {start_step}")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        for name in ("history.jsonl", "completions.jsonl"):
+            _truncate_log(out / name, start_step)
     accelerator.init_trackers("grpo", config={k: str(v) for k, v in asdict(cfg).items()})
     completions_file = (out / "completions.jsonl").open("a") if accelerator.is_main_process else None
     history_file = (out / "history.jsonl").open("a") if accelerator.is_main_process else None
-    unwrapped = accelerator.unwrap_model(module).policy
     if vllm is not None and start_step:
         vllm.load_weights(unwrapped)  # the resumed policy, not the base the engine loaded
     history = []
@@ -474,13 +575,13 @@ def train(cfg: GRPOConfig) -> dict:
     )
     for step in bar:
         t0 = time.perf_counter()
-        items = step_items(cfg, step, pool)
+        items = step_items(cfg, step, pool)  # the B prompts of the global batch
         my_items = items[local]
         enc = _prompt_batch(processor, my_items, cfg.prompt_mode, is_audio).to(accelerator.device)
         input_features, feature_mask = enc.get("input_features"), enc.get("feature_attention_mask")
 
-        # rollout: g completions per local prompt, audio encoded and prompt prefilled once;
-        # completion r of the global batch samples from its own generator, seeded by (seed, step, r)
+        # 1. rollout: g completions per local prompt, audio encoded and prompt prefilled once; completion r
+        #    of the global batch samples from its own generator, seeded by (seed, step, r)
         seeds = [_rollout_seed(cfg.seed, step, r) for r in range(rows.start, rows.stop)]
         if vllm is not None:
             comp_ids = vllm.generate(
@@ -493,87 +594,81 @@ def train(cfg: GRPOConfig) -> dict:
             ).to(accelerator.device)
         else:
             unwrapped.eval()
-            gens = [torch.Generator(device=accelerator.device).manual_seed(s) for s in seeds]
             with torch.no_grad(), accelerator.autocast():
-                feats = encode_audio(unwrapped, input_features, feature_mask) if is_audio else []
-                cols = list(
-                    sample(
-                        unwrapped,
-                        enc["input_ids"],
-                        enc["attention_mask"],
-                        feats,
-                        eos_ids=eos_ids,
-                        pad_id=tok.pad_token_id,
-                        max_new_tokens=cfg.max_new_tokens,
-                        temperature=cfg.temperature,
-                        group=g,
-                        generator=gens,
-                    )
+                comp_ids = module(  # (b·g, T)
+                    rollout,
+                    enc["input_ids"],
+                    enc["attention_mask"],
+                    input_features,
+                    feature_mask,
+                    group=g,
+                    generators=[torch.Generator(device=accelerator.device).manual_seed(s) for s in seeds],
+                    eos_ids=eos_ids,
+                    pad_id=tok.pad_token_id,
+                    max_new_tokens=cfg.max_new_tokens,
+                    temperature=cfg.temperature,
+                    all_done=all_done,
                 )
             unwrapped.train()
-            comp_ids = torch.stack(cols, 1)
-        comp_mask = completion_mask(comp_ids, eos_ids)
-        my_texts = [
-            decode_completion(tok, ids[m.bool()])
-            for ids, m in zip(comp_ids, comp_mask, strict=True)
-        ]
+        comp_mask = completion_mask(comp_ids, eos_ids)  # (b·g, T)
+        my_texts = [decode_completion(tok, ids[m.bool()]) for ids, m in zip(comp_ids, comp_mask, strict=True)]
 
-        # rewards on the global batch, then this process's slice
+        # 2. rewards on the global batch (each process judges its own completions), then group advantages
+        my_rows_items = [items[r // G] for r in range(rows.start, rows.stop)]
+        verdicts = (
+            _gather_list(accelerator, judge_completions(my_texts, my_rows_items, judge))
+            if (use_rc or use_rt)
+            else None
+        )
         all_texts = _gather_list(accelerator, my_texts)
         all_items = [it for it in items for _ in range(G)]
-        scores = score_completions(all_texts, all_items, cfg=cfg, step=step, judge=judge)
-        rewards = torch.tensor(scores["total"], dtype=torch.float32)
-        advantages = group_advantages(rewards, G, cfg.scale_rewards)
-        my_adv = advantages[rows].to(accelerator.device)
+        scores = score_completions(all_texts, all_items, cfg=cfg, step=step, verdicts=verdicts)
+        rewards = torch.tensor(scores["total"], dtype=torch.float32)  # (B·G,)
+        advantages = group_advantages(rewards, G, cfg.scale_rewards)  # (B·G,)
+        my_adv = advantages[rows].to(accelerator.device)  # (b·g,)
         n_tokens_global = int(accelerator.gather(comp_mask.sum().reshape(1)).sum())
-        denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens) / world
+        # each process's loss is its share of the global-batch loss
+        denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens)
 
-        # micro-batches of prompts (x g completions each): (log-prob inputs, completion rows)
+        # micro-batches of prompts (x g completions each): completion rows and completion_logprobs' inputs
         micro = []
         for i in range(0, len(my_items), cfg.micro_batch_prompts):
             c = slice(i, min(i + cfg.micro_batch_prompts, len(my_items)))
             mrows = slice(c.start * g, c.stop * g)
-            feats_c = (input_features[c], feature_mask[c]) if is_audio else (None, None)
-            micro.append(
-                (
-                    (
-                        enc["input_ids"][c],
-                        enc["attention_mask"][c],
-                        *feats_c,
-                        comp_ids[mrows],
-                        g,
-                        cfg.temperature,
-                    ),
-                    mrows,
-                )
-            )
+            inputs = {
+                "prompt_ids": enc["input_ids"][c],
+                "prompt_mask": enc["attention_mask"][c],
+                "input_features": input_features[c] if is_audio else None,
+                "feature_attention_mask": feature_mask[c] if is_audio else None,
+                "completion_ids": comp_ids[mrows],
+                "group": g,
+                "temperature": cfg.temperature,
+                "shared_prefix": not cfg.gradient_checkpointing,
+            }
+            micro.append((mrows, inputs))
 
-        shared = not cfg.gradient_checkpointing
+        # 3. old (μ > 1) and reference log-probs, no gradient
         old_logps, ref_logps = [], []
         with torch.no_grad(), accelerator.autocast():
-            for args, _ in micro:
-                old_logps.append(
-                    completion_logprobs(unwrapped, *args, shared_prefix=shared)[0]
-                    if cfg.num_iterations > 1
-                    else None
-                )
-                if cfg.beta:
-                    if cfg.lora:
-                        with unwrapped.disable_adapter():
-                            ref_logps.append(completion_logprobs(unwrapped, *args, shared_prefix=shared)[0])
-                    else:
-                        ref_logps.append(completion_logprobs(ref_model, *args, shared_prefix=shared)[0])
-                else:
+            for _, inputs in micro:
+                old_logps.append(module(completion_logprobs, **inputs)[0] if cfg.num_iterations > 1 else None)
+                if not cfg.beta:
                     ref_logps.append(None)
+                elif cfg.lora:
+                    with unwrapped.disable_adapter():
+                        ref_logps.append(module(completion_logprobs, **inputs)[0])
+                else:
+                    ref_logps.append(completion_logprobs(ref_model, **inputs)[0])
 
+        # 4. μ optimizer updates over the same rollouts
         stats = {"loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "entropy": 0.0}
         for _ in range(cfg.num_iterations):
-            for k, (args, mrows) in enumerate(micro):
+            for k, (mrows, inputs) in enumerate(micro):
                 last = k == len(micro) - 1
                 accelerator.sync_gradients = last  # DeepSpeed steps (and DDP syncs) at the last micro-batch
                 sync = nullcontext() if last else accelerator.no_sync(module)
                 with sync, accelerator.autocast():
-                    logp, ent = module(*args, shared_prefix=shared)
+                    logp, ent = module(completion_logprobs, **inputs)  # (m·g, T) each
                     old = old_logps[k] if old_logps[k] is not None else logp.detach()
                     loss, s = grpo_loss(
                         logp,
@@ -587,7 +682,8 @@ def train(cfg: GRPOConfig) -> dict:
                         loss_type=cfg.loss_type,
                         denom=denom,
                     )
-                    accelerator.backward(loss * world)  # DDP averages gradients over processes; undo that
+                    # DDP, FSDP and DeepSpeed average gradients over processes; the global loss is their sum
+                    accelerator.backward(loss * world)
                 m = comp_mask[mrows].float()
                 stats["loss"] += loss.item() / cfg.num_iterations
                 stats["clip_ratio"] += s["clip_ratio"].item() / cfg.num_iterations
@@ -600,37 +696,31 @@ def train(cfg: GRPOConfig) -> dict:
         if vllm is not None:
             vllm.load_weights(unwrapped)
 
-        # logging
-        truncated = (~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)).float()
-        totals = (
-            accelerator.gather(
-                torch.tensor(
-                    [
-                        stats["loss"],
-                        stats["clip_ratio"],
-                        stats["kl"],
-                        stats["entropy"],
-                        float(comp_mask.sum()),
-                        float(truncated.sum()),
-                    ],
-                    device=accelerator.device,
-                ).reshape(1, -1)
+        # 5. logs: sums over the processes, then per token or per completion
+        truncated = ~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)
+        local_sums = {**stats, "tokens": float(comp_mask.sum()), "truncated": float(truncated.sum())}
+        sums = dict(
+            zip(
+                local_sums,
+                accelerator.gather(torch.tensor([list(local_sums.values())], device=accelerator.device))
+                .sum(0)
+                .tolist(),
+                strict=True,
             )
-            .sum(0)
-            .tolist()
         )
-        n_tok = max(1.0, totals[4])
+        n_tok = max(1.0, sums["tokens"])
         metrics = _reward_metrics(scores, all_items, rewards, G)
         metrics.update(
             {
-                "loss": totals[0],
-                "clip_ratio/region_mean": totals[1] / n_tok,
-                "kl": totals[2] / n_tok,
-                "entropy": totals[3] / n_tok,
-                "completions/mean_length": totals[4] / (B * G),
-                "completions/clipped_ratio": totals[5] / (B * G),
+                "loss": sums["loss"],
+                "clip_ratio/region_mean": sums["clip_ratio"] / n_tok,
+                "kl": sums["kl"] / n_tok,
+                "entropy": sums["entropy"] / n_tok,
+                "completions/mean_length": sums["tokens"] / (B * G),
+                "completions/clipped_ratio": sums["truncated"] / (B * G),
                 "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
                 "learning_rate": scheduler.get_last_lr()[0],
+                "num_processes": world,
                 "step_time": time.perf_counter() - t0,
             }
         )
@@ -647,8 +737,8 @@ def train(cfg: GRPOConfig) -> dict:
                 acc=f"{metrics['accuracy']:.2f}",
                 think=f"{metrics['think_rate']:.2f}",
             )
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-            _save_checkpoint(accelerator, out, step + 1)
+        if cfg.save_every and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.max_steps):
+            _save_checkpoint(accelerator, out, step + 1)  # and always the last step
     bar.close()
     if accelerator.is_main_process:
         completions_file.close()
@@ -659,7 +749,7 @@ def train(cfg: GRPOConfig) -> dict:
     if accelerator.is_main_process:
         policy_to_save = accelerator.unwrap_model(module).policy
         state = {k.removeprefix("policy."): v for k, v in state.items()}
-        if cfg.lora and not _is_sharded(accelerator):
+        if cfg.lora and not sharded:
             policy_to_save, state = policy_to_save.merge_and_unload(), None
         policy_to_save.save_pretrained(final, state_dict=state)  # sharded LoRA: the adapter (loads merged)
         processor.save_pretrained(final)
@@ -779,11 +869,39 @@ def _save_checkpoint(accelerator, out: Path, step: int) -> None:
         (ckpt / "trainer_state.json").write_text(json.dumps({"step": step}))
 
 
-def _latest_checkpoint(out: Path) -> Path:
-    ckpts = sorted((out / "checkpoints").glob("step-*"))
-    if not ckpts:
-        raise ValueError(f"no checkpoint to resume from in {out / 'checkpoints'}")
-    return ckpts[-1]
+def resume_point(cfg: GRPOConfig) -> tuple[Path | None, int]:
+    """The checkpoint ``cfg.resume`` names and its step ((None, 0) without ``--resume``).
+
+    Raises ValueError, naming the reason, when there is nothing to resume: no checkpoint, or a run that
+    already finished its ``max_steps`` and wrote ``final``.
+    """
+    if not cfg.resume:
+        return None, 0
+    out = Path(cfg.out)
+    if cfg.resume == "latest":
+        ckpts = sorted((out / "checkpoints").glob("step-*"))
+        if not ckpts:
+            raise ValueError(f"nothing to resume: no checkpoint in {out / 'checkpoints'}")
+        ckpt = ckpts[-1]
+    else:
+        ckpt = Path(cfg.resume)
+    state = ckpt / "trainer_state.json"
+    if not state.is_file():
+        raise ValueError(f"cannot resume from {ckpt}: it is not a checkpoint (no trainer_state.json)")
+    step = int(json.loads(state.read_text())["step"])
+    if step >= cfg.max_steps and (out / "final").exists():
+        raise ValueError(
+            f"nothing to resume: {out} finished at step {step} (max_steps {cfg.max_steps}); "
+            "pass a larger --max-steps to train on from that checkpoint"
+        )
+    return ckpt, step
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the records of steps 1..``step`` (a resumed run rewrites the steps after its checkpoint)."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
 
 
 def _load_pool(path: str) -> list[dict]:

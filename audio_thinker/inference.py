@@ -9,7 +9,7 @@ and can draw ``group`` completions per prompt from one prefill (what GRPO needs)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ def sample(
     temperature: float = 1.0,
     group: int = 1,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    all_done: Callable[[bool], bool] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Sample completions token by token; yields the new column of token ids, shape (B * group,).
 
@@ -69,6 +70,8 @@ def sample(
     produced an eos keeps yielding ``pad_id``. Stops when every row is done or after ``max_new_tokens``.
     ``generator`` may be one per row: each row then draws from its own stream, so a row's tokens do not
     depend on which other rows share the batch (GRPO's rollouts are the same on 1 or N processes).
+    ``all_done`` turns "every row here is done" into the decision to stop (GRPO passes an all-reduce over
+    the processes when parameters are sharded, so that all of them run the same number of forwards).
     """
     model = unwrap_peft(model)
     embeds = embed_prompt(model, input_ids, audio_features)
@@ -97,7 +100,8 @@ def sample(
         token = torch.where(done, torch.full_like(token, pad_id), token)
         yield token
         done |= torch.isin(token, eos)
-        if bool(done.all()):
+        finished = bool(done.all())
+        if all_done(finished) if all_done is not None else finished:
             return
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], 1)], 1)
         last_pos = last_pos + 1
