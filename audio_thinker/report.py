@@ -93,11 +93,15 @@ def _table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def write_report(cfg, history: list[dict]) -> Path:
-    """Evaluate the starting model and ``out/final``; write plots and ``out/report.md``."""
+def write_report(cfg) -> Path:
+    """Evaluate the starting model and ``out/final``; write plots and ``out/report.md``.
+
+    The curves are drawn from ``out/history.jsonl``: every step of the run, resumed or not.
+    """
     from .models import default_model_path
 
     out = Path(cfg.out)
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line]
     items = eval_items(cfg.eval_seed, cfg.eval_per_task)
     models = {"start": cfg.model or default_model_path(), "final": str(out / "final")}
     results = evaluate_models(models, cfg.eval_modes, items, out)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .grpo import GRPOConfig, train
+from .grpo import GRPOConfig, resume_point, train
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -91,14 +91,23 @@ def main(argv=None) -> None:
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     if cfg.resume is None and (Path(cfg.out) / "final").exists():
-        p.exit(2, f"error: {cfg.out}/final exists; choose another --out or pass --resume latest\n")
+        p.exit(
+            2,
+            f"error: {cfg.out}/final exists; choose another --out, or continue that run with "
+            "--resume latest and a larger --max-steps\n",
+        )
+    try:
+        resume_point(cfg)
+    except ValueError as err:
+        p.exit(2, f"error: {err}\n")
     result = train(cfg)
     if not no_report and cfg.eval_per_task > 0 and int(os.environ.get("RANK", "0")) == 0:
         from .report import write_report
 
-        path = write_report(cfg, result["history"])
+        path = write_report(cfg)
         print(f"report: {path}")
-    print(json.dumps({"final": result["final"]}))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"final": result["final"]}))
 
 
 if __name__ == "__main__":
