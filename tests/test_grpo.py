@@ -190,27 +190,64 @@ def test_shared_prefix_logprobs_equal_the_full_forward(random_lm):
     assert torch.allclose(a[4], ref, atol=1e-4)
 
 
-def test_shared_prefix_gradients_equal_the_full_forward(random_lm):
-    item, audio = synth.generate_item("odd_one_out", 3, 0)
-    batch = random_lm.prepare([audio], [random_lm.prompt_text(item["question"], item["choices"], "think")])
-    comp = torch.randint(5, 300, (2, 6))
-    grads = []
-    for shared in (True, False):
-        random_lm.model.zero_grad()
-        logp, _ = completion_logprobs(
-            random_lm.model,
-            batch.input_ids,
-            batch.attention_mask,
-            batch.input_features,
-            batch.feature_attention_mask,
-            comp,
-            2,
-            shared_prefix=shared,
-        )
-        logp.sum().backward()
-        grads.append(random_lm.model.model.audio_tower.conv1.weight.grad.clone())
-    random_lm.model.zero_grad()
-    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], atol=1e-5)
+def test_shared_prefix_gradients_equal_the_models_own_forward_per_completion(random_lm):
+    """The loss through the shared prompt KV cache has exactly the gradient, for every parameter, of the
+    same loss computed with the HF model's own forward, one completion at a time, each with its own
+    unpadded prompt. Two prompts of different lengths (left padding) x G = 2, completions that end early
+    (eos, then pad). A cache detached from the graph would leave the prompt side (audio tower, projector,
+    the prompt's keys and values) without gradient: log-prob checks cannot see that; this test can."""
+    model = random_lm.model
+    eos, pad = random_lm.eos_ids[0], random_lm.pad_id
+    items = [synth.generate_item(t, 4, 0) for t in ("count", "odd_one_out")]
+    texts = [
+        random_lm.prompt_text(it["question"], it["choices"], m)
+        for (it, _), m in zip(items, ("think", "no-think"), strict=True)
+    ]
+    batch = random_lm.prepare([a for _, a in items], texts)
+    assert (batch.attention_mask == 0).any()  # the shorter prompt is left-padded
+    G, T = 2, 7
+    gen = torch.Generator().manual_seed(0)
+    comp = torch.randint(5, 300, (4, T), generator=gen)
+    comp[1, 3], comp[1, 4:] = eos, pad  # early eos: tokens after it are pad, outside the loss
+    comp[2, 5], comp[2, 6:] = eos, pad
+    mask = grpo.completion_mask(comp, [eos])
+    weights = torch.randn(4, T, generator=gen)
+
+    model.zero_grad()
+    logp, _ = completion_logprobs(
+        model,
+        batch.input_ids,
+        batch.attention_mask,
+        batch.input_features,
+        batch.feature_attention_mask,
+        comp,
+        G,
+    )
+    (logp * weights * mask).sum().backward()
+    shared = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    for r in range(4):
+        i = r // G
+        keep = batch.attention_mask[i].bool()
+        n = int(mask[r].sum())
+        ids = torch.cat([batch.input_ids[i][keep], comp[r, :n]])[None]
+        logits = model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            input_features=batch.input_features[i : i + 1],
+            feature_attention_mask=batch.feature_attention_mask[i : i + 1],
+        ).logits[0, int(keep.sum()) - 1 : -1]
+        ref = torch.log_softmax(logits.float(), -1).gather(-1, comp[r, :n, None]).squeeze(-1)
+        (ref * weights[r, :n]).sum().backward()
+    own = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(shared) == set(own) == trained  # every parameter gets a gradient, the audio tower's too
+    for name, g in own.items():
+        assert g.abs().sum() > 0, name
+        assert torch.allclose(shared[name], g, rtol=1e-4, atol=1e-6), name
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -258,31 +295,87 @@ def test_audio_is_encoded_once_per_prompt_in_every_pass(random_model_dir, tmp_pa
     assert sum(calls) == 2 * (1 + 1 + 1 + 2)
 
 
-def test_resume_continues_exactly(random_model_dir, tmp_path, monkeypatch):
-    full = grpo.train(_cfg(tmp_path / "full", random_model_dir))
+@pytest.mark.parametrize("lora", [False, True], ids=["full-fine-tune", "lora"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(random_model_dir, tmp_path, monkeypatch, lora):
+    """A run that dies after logging step 3 (its last checkpoint is step 2) and is resumed ends exactly
+    where an uninterrupted run ends: final weights, optimizer state, history and completions."""
+    from safetensors.torch import load_file
+
+    kw = dict(max_steps=4, save_every=2, lora=lora, lora_dropout=0.0)
+    grpo.train(_cfg(tmp_path / "full", random_model_dir, **kw))
 
     class Crash(Exception):
         pass
 
-    real_save = grpo._save_checkpoint
+    real = grpo._write_completions
 
-    def save_then_crash(accelerator, out, step):
-        real_save(accelerator, out, step)
-        raise Crash  # the run dies right after its step-2 checkpoint
+    def write_then_crash(f, step, *args):
+        real(f, step, *args)
+        if step == 3:
+            raise Crash  # step 3 is logged, its checkpoint (step 4) never written
 
-    monkeypatch.setattr(grpo, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(grpo, "_write_completions", write_then_crash)
     with pytest.raises(Crash):
-        grpo.train(_cfg(tmp_path / "cut", random_model_dir))
-    monkeypatch.setattr(grpo, "_save_checkpoint", real_save)
-    resumed = grpo.train(_cfg(tmp_path / "cut", random_model_dir, resume="latest"))
-    assert [h["step"] for h in resumed["history"]] == [3]
-    assert resumed["history"][0]["loss"] == pytest.approx(full["history"][2]["loss"], abs=1e-6)
-    assert resumed["history"][0]["reward"] == full["history"][2]["reward"]
-    # the per-step history survives the crash: steps 1-2 from the dead run, 3 from the resumed one
-    steps = [json.loads(x)["step"] for x in (tmp_path / "cut" / "history.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
-    lines = [json.loads(x) for x in (tmp_path / "full" / "completions.jsonl").read_text().splitlines()]
-    assert len(lines) == 3 * 2 * 3 and {"completion", "total", "advantage", "synth"} <= set(lines[0])
+        grpo.train(_cfg(tmp_path / "cut", random_model_dir, **kw))
+    monkeypatch.setattr(grpo, "_write_completions", real)
+    cut = tmp_path / "cut"
+    assert [json.loads(x)["step"] for x in (cut / "history.jsonl").read_text().splitlines()] == [1, 2, 3]
+    resumed = grpo.train(_cfg(cut, random_model_dir, resume="latest", **kw))
+    assert [h["step"] for h in resumed["history"]] == [3, 4]
+
+    def lines(run, name):
+        return [json.loads(x) for x in (tmp_path / run / name).read_text().splitlines()]
+
+    drop = ("step_time",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in lines("cut", "history.jsonl")] == [
+        {k: v for k, v in h.items() if k not in drop} for h in lines("full", "history.jsonl")
+    ]
+    assert lines("cut", "completions.jsonl") == lines("full", "completions.jsonl")
+    assert len(lines("full", "completions.jsonl")) == 4 * 2 * 3
+    wa, wb = (load_file(tmp_path / r / "final" / "model.safetensors") for r in ("full", "cut"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # both runs checkpointed their last step: the optimizer states agree too
+    oa, ob = (
+        torch.load(tmp_path / r / "checkpoints/step-000004/optimizer.bin", weights_only=True)
+        for r in ("full", "cut")
+    )
+    assert oa["param_groups"] == ob["param_groups"] and oa["state"].keys() == ob["state"].keys()
+    for k in oa["state"]:
+        for name, value in oa["state"][k].items():
+            assert torch.equal(value, ob["state"][k][name]), (k, name)
+
+
+def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, capsys):
+    from audio_thinker.train import main
+
+    out = tmp_path / "run"
+    args = [
+        "--out",
+        str(out),
+        "--model",
+        random_model_dir,
+        "--prompts-per-step",
+        "2",
+        "--num-generations",
+        "2",
+    ]
+    args += ["--max-new-tokens", "4", "--eval-per-task", "0", "--log-with", "", "--save-every", "50"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--max-steps", "3", "--resume", "latest"])  # nothing there yet
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: nothing to resume: no checkpoint in {out / 'checkpoints'}"
+    main([*args, "--max-steps", "3"])  # finishes; step 3 is checkpointed although 3 % 50 != 0
+    assert (out / "checkpoints" / "step-000003").is_dir()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--max-steps", "3", "--resume", "latest"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "finished at step 3" in err and "--max-steps" in err
+    main([*args, "--max-steps", "4", "--resume", "latest"])  # a larger --max-steps continues the run
+    steps = [json.loads(x)["step"] for x in (out / "history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 
 def test_lora_run_saves_a_loadable_merged_model(random_model_dir, tmp_path):

@@ -1,6 +1,8 @@
-"""Scale-out: a 2-process CPU run (``accelerate launch``, gloo) equals a 1-process run over the same global
-batch, because rewards (ATAR's λ, R_t's batch mean) and advantages are computed on the gathered batch and
-every completion samples from its own seed; the accelerate configs parse; the optional vLLM rollout."""
+"""Scale-out, with processes really started: ``torchrun`` launches 2 CPU ranks (gloo) of
+``python -m audio_thinker.train`` next to a 1-process run over the same global batch, and every test asserts
+the world size it ran with. The runs must agree on completions, every reward term, advantages, loss,
+grad_norm and learning rate at every step, and on the final weights; FSDP2-sharded ranks whose completions
+end at very different lengths must not hang; the accelerate configs parse; the optional vLLM rollout."""
 
 from __future__ import annotations
 
@@ -14,37 +16,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from audio_thinker import synth
 
 ROOT = Path(__file__).resolve().parents[1]
+# warm-up + linear schedule and mu = 2: what a per-process scheduler step or a x world gradient would break
 ARGS = [
-    "--max-steps", "2",
-    "--prompts-per-step", "4",
-    "--num-generations", "2",
+    "--max-steps", "3",
+    "--num-iterations", "2",
     "--micro-batch-prompts", "1",
-    "--max-new-tokens", "4",
-    "--learning-rate", "1e-3",
-    "--warmup-steps", "0",
+    "--max-new-tokens", "24",
+    "--learning-rate", "1e-4",
+    "--warmup-steps", "1",
+    "--lr-scheduler", "linear",
     "--save-every", "0",
     "--eval-per-task", "0",
     "--log-with", "",
     "--reward-set", "full",
+    "--no-report",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> str:
-    """A random model of the tiny recipe with the shipped tokenizer (like test_grpo's ``random_model_dir``)."""
-    from transformers import AutoTokenizer
-
-    from audio_thinker.models import TINY_MODEL_DIR, build_processor, build_tiny_model
-
-    d = tmp_path_factory.mktemp("tiny-random")
-    tok = AutoTokenizer.from_pretrained(TINY_MODEL_DIR)
-    build_tiny_model(tok, seed=0).save_pretrained(d)
-    build_processor(tok).save_pretrained(d)
-    return str(d)
+REWARD_KEYS = ("total", "accuracy_reward", "format", "consistency", "quality", "think", "correct")
+STEP_KEYS = ("reward", "loss", "grad_norm", "learning_rate")
 
 
 def _free_port() -> int:
@@ -53,58 +46,120 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "ACCELERATE_USE_CPU": "true",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.Popen:
+    """``torchrun --nproc_per_node nproc ARGS`` in the background (stdout and stderr together)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    cmd += ["--master_port", str(_free_port()), *args]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_two_processes_equal_one_over_the_global_batch(tiny_model_dir, tmp_path):
+def step_table(one: list[dict], two: list[dict]) -> str:
+    """The per-step comparison, 1 process against 2, as a markdown table."""
+    lines = ["| step | " + " | ".join(f"{k} (1 / 2 ranks)" for k in STEP_KEYS) + " |"]
+    lines.append("|---" * (len(STEP_KEYS) + 1) + "|")
+    for a, b in zip(one, two, strict=True):
+        cells = [f"{a.get(k, float('nan')):.6g} / {b.get(k, float('nan')):.6g}" for k in STEP_KEYS]
+        lines.append(f"| {a['step']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "prompts,generations",
+    [(4, 2), (1, 4)],
+    ids=["whole-groups-per-rank", "one-group-split-over-ranks"],
+)
+def test_two_ranks_equal_one_over_the_global_batch(tmp_path, prompts, generations):
     from audio_thinker.inference import AudioLM
     from audio_thinker.train import main
 
     one, two = tmp_path / "one", tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch"]
-    launch += [
-        "--config_file",
-        str(ROOT / "configs/accelerate/cpu2.yaml"),
-        "--main_process_port",
-        str(_free_port()),
-    ]
-    proc = subprocess.Popen(  # the 2-process run in the background while this process runs the 1-process one
-        [
-            *launch,
-            "-m",
-            "audio_thinker.train",
-            "--model",
-            tiny_model_dir,
-            "--out",
-            str(two),
-            "--no-report",
-            *ARGS,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    main(["--model", tiny_model_dir, "--out", str(one), "--no-report", *ARGS])
-    log, _ = proc.communicate(timeout=240)
+    shape = ["--prompts-per-step", str(prompts), "--num-generations", str(generations)]
+    proc = torchrun(2, "-m", "audio_thinker.train", "--out", str(two), *shape, *ARGS)
+    main(["--out", str(one), *shape, *ARGS])  # 1 process, here, while the 2 ranks run
+    log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log[-3000:]
 
+    ha, hb = _jsonl(one / "history.jsonl"), _jsonl(two / "history.jsonl")
+    print(f"\n{prompts} prompts x G={generations}\n" + step_table(ha, hb))
+    assert {h["num_processes"] for h in ha} == {1} and {h["num_processes"] for h in hb} == {2}
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [1, 2, 3]
+    for key in (
+        "reward",
+        "reward_std",
+        "accuracy",
+        "think_rate",
+        "consistency_rate",
+        "completions/mean_length",
+    ):
+        assert [h[key] for h in ha] == pytest.approx([h[key] for h in hb], abs=1e-6, nan_ok=True), key
+    for key in ("rewards/accuracy_reward/mean", "rewards/format/mean", "rewards/consistency/mean"):
+        assert [h[key] for h in ha] == pytest.approx([h[key] for h in hb], abs=1e-6), key
+    assert [h["learning_rate"] for h in ha] == [h["learning_rate"] for h in hb]
+    for key in ("loss", "grad_norm", "kl", "entropy", "clip_ratio/region_mean"):
+        assert [h[key] for h in ha] == pytest.approx([h[key] for h in hb], rel=1e-4, abs=1e-7), key
+
     a, b = _jsonl(one / "completions.jsonl"), _jsonl(two / "completions.jsonl")
-    assert len(a) == len(b) == 2 * 4 * 2
-    for key in ("step", "id", "completion", "total", "accuracy_reward", "format", "quality", "think"):
+    assert len(a) == len(b) == 3 * prompts * generations
+    for key in ("step", "id", "completion", *REWARD_KEYS):
         assert [r[key] for r in a] == [r[key] for r in b], key
     assert np.allclose([r["advantage"] for r in a], [r["advantage"] for r in b], atol=1e-6)
-    ha, hb = _jsonl(one / "history.jsonl"), _jsonl(two / "history.jsonl")
-    for key in ("reward", "reward_std", "think_rate", "rewards/quality/mean", "completions/mean_length"):
-        assert [h[key] for h in ha] == pytest.approx([h[key] for h in hb], abs=1e-6), key
-    assert [h["loss"] for h in ha] == pytest.approx([h["loss"] for h in hb], abs=1e-4)
-    # the 2-process run's final model loads and answers
+    assert any(r["think"] for r in a) and any(r["advantage"] for r in a)  # the updates were not no-ops
+
+    wa, wb = load_file(one / "final" / "model.safetensors"), load_file(two / "final" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert np.allclose(wa[name].float().numpy(), wb[name].float().numpy(), atol=1e-6), name
     item, audio = synth.generate_item("count", 1, 0)
     lm = AudioLM.from_pretrained(str(two / "final"), max_new_tokens=4)
     assert lm.answer(audio, item["question"], item["choices"], "think").completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_fsdp2_ranks_that_finish_at_different_lengths_do_not_hang(tmp_path):
+    """2 ranks on torch's FSDP2 (``fully_shard``, gloo): one rank's completions end 10+ tokens before the
+    other's. The rollout's all-reduce keeps both stepping; the result equals one process. Without it, the
+    ranks' all-gathers go out of step and the run dies."""
+    worker = str(ROOT / "tests" / "_fsdp2_worker.py")
+    runs = {
+        "two": torchrun(2, worker, str(tmp_path / "two.json")),
+        "one": torchrun(1, worker, str(tmp_path / "one.json")),
+    }
+    for name, proc in runs.items():
+        log, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{name}: {log[-3000:]}"
+    (one,), two = (
+        json.loads((tmp_path / "one.json").read_text()),
+        json.loads((tmp_path / "two.json").read_text()),
+    )
+    assert one["world_size"] == 1 and [r["world_size"] for r in two] == [2, 2]
+    assert all(r["sharded"] for r in two)  # every trained parameter is a DTensor shard
+    lengths = [r["max_length"] for r in two]
+    assert max(lengths) - min(lengths) >= 10, lengths  # the situation under test
+    assert two[0]["decode_steps"] == two[1]["decode_steps"] == one["decode_steps"]
+    assert two[0]["completions"] + two[1]["completions"] == one["completions"]
+    assert two[0]["grad_norm"] == two[1]["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+    assert two[0]["loss"] + two[1]["loss"] == pytest.approx(one["loss"], abs=1e-6)
+
+    broken = torchrun(2, worker, str(tmp_path / "unsynced.json"), "--no-sync")
+    log, _ = broken.communicate(timeout=300)
+    assert broken.returncode != 0 and not (tmp_path / "unsynced.json").exists(), log[-2000:]
 
 
 def test_rollout_seeds_do_not_depend_on_the_split():
@@ -138,15 +193,13 @@ def test_accelerate_configs_parse():
         "zero2": "DEEPSPEED",
         "zero3": "DEEPSPEED",
         "fsdp2": "FSDP",
-        "cpu2": "MULTI_CPU",
     }.items():
         path = ROOT / "configs" / "accelerate" / f"{name}.yaml"
         raw = yaml.safe_load(path.read_text())
         cfg = load_config_from_file(str(path))
         assert cfg.distributed_type.value == kind, name
-        if kind != "MULTI_CPU":
-            assert str(getattr(cfg.mixed_precision, "value", cfg.mixed_precision)) == "bf16", name
-            assert cfg.num_processes == 8, name
+        assert str(getattr(cfg.mixed_precision, "value", cfg.mixed_precision)) == "bf16", name
+        assert cfg.num_processes == 8, name
         if name.startswith("zero"):
             assert raw["deepspeed_config"]["zero_stage"] == int(name[-1])
         if name == "fsdp2":
@@ -169,12 +222,24 @@ def test_vllm_requests_carry_the_audio():
     assert not rest and sr == 16000 and clip.dtype == np.float32 and np.array_equal(clip, audio)
 
 
-def test_vllm_missing_gives_the_install_hint(tiny_model_dir, tmp_path, monkeypatch):
+def test_vllm_missing_gives_the_install_hint(tmp_path, monkeypatch):
     from audio_thinker import grpo
+    from audio_thinker.models import TINY_MODEL_DIR
 
+    tiny_model_dir = str(TINY_MODEL_DIR)
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed
     cfg = grpo.GRPOConfig(out=str(tmp_path), model=tiny_model_dir, rollout="vllm", log_with="")
     with pytest.raises(ImportError, match=r"vLLM is not installed: pip install '\.\[vllm\]' \(GPU only\)"):
         grpo.train(cfg)
     with pytest.raises(ValueError, match="rollout"):
         grpo.GRPOConfig(rollout="sglang").validate()
+
+
+def test_vllm_with_sharded_parameters_is_refused(tmp_path, monkeypatch):
+    """ZeRO-3 / FSDP shard the weights, so the engine would load placeholders: refused, naming the fix."""
+    from audio_thinker import grpo
+
+    monkeypatch.setattr(grpo, "_is_sharded", lambda accelerator: True)
+    cfg = grpo.GRPOConfig(out=str(tmp_path), rollout="vllm", log_with="")
+    with pytest.raises(ValueError, match=r"--rollout vllm needs the full weights.*ddp\.yaml or zero2\.yaml"):
+        grpo.train(cfg)
