@@ -1,5 +1,5 @@
-"""Named API endpoints for ``gradio_client`` (``/compare``, ``/vote``, ``/rate``, ``/export``, and the
-read-only ``/queue``, ``/my_ratings``, ``/get_rating``).
+"""Named API endpoints for ``gradio_client`` (``/compare``, ``/vote``, ``/rate``, ``/export``, the admins'
+``/share``, and the read-only ``/queue``, ``/my_ratings``, ``/get_rating``).
 
 Every endpoint takes the annotator from the signed-in request (``Client(url, auth=(user, password))``),
 never from an argument, and only ever returns or changes that annotator's own ratings. The example below
@@ -135,6 +135,13 @@ def get_rating(rating_id: int, request: gr.Request = None) -> dict:  # type: ign
         return service.get_rating(service.annotator(request), rating_id)
 
 
+def share(item_id: int, shared: bool = True, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """Admins: put an uploaded clip's item (``item_id`` from ``/compare``) into everyone's rating queue, or
+    take it back with ``shared=False``. Uploads and recordings are private to their uploader until then."""
+    with user_error():
+        return service.share(service.annotator(request), item_id, shared)
+
+
 def register() -> None:
     """Add the endpoints to the enclosing Blocks."""
     gen = {"concurrency_id": "model", "concurrency_limit": service.GENERATION_CONCURRENCY}
@@ -146,3 +153,4 @@ def register() -> None:
     gr.api(queue, api_name="queue", **db)
     gr.api(my_ratings, api_name="my_ratings", **db)
     gr.api(get_rating, api_name="get_rating", **db)
+    gr.api(share, api_name="share", **db)

@@ -71,7 +71,7 @@ def ask(
             )  # fmt: skip
         assert comp is not None and comp.stored
         state = {
-            "a": comp.a.generation_id, "b": comp.b.generation_id, "swapped": swapped,
+            "a": comp.a.generation_id, "b": comp.b.generation_id, "swapped": swapped, "item": comp.item_id,
             "modes": (comp.a.mode, comp.b.mode), "voted": False, "question": question,
             "sides": (comp.b, comp.a) if swapped else (comp.a, comp.b),
         }  # fmt: skip
@@ -103,6 +103,23 @@ def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tu
         )  # fmt: skip
 
 
+def share_clip(state: dict | None, request: gr.Request) -> str:
+    """Admins: put the clip and question just asked (with its traces) into everyone's rating queue."""
+    with user_error():
+        user = service.annotator(request)
+        if not state or state.get("item") is None:
+            raise service.UserError("Ask a question first; then its clip can be shared.")
+        service.share(user, state["item"])
+        gr.Info("Shared: this clip's traces are now in every annotator's rating queue.")
+        return "This clip is shared: its traces are in every annotator's rating queue."
+
+
+PRIVACY_NOTE = (
+    "<sub>🔒 Your uploads and recordings are private: only you hear them and rate their traces, unless an "
+    "admin shares a clip into the common rating queue.</sub>"
+)
+
+
 def check_audio(audio: str | None) -> None:
     """Warn right after an upload or recording that cannot be used (nothing is stored either way)."""
     if audio:
@@ -130,14 +147,16 @@ def _answer_column(label: str, side: str) -> tuple[gr.Chatbot, gr.Markdown]:
     return chat, stats
 
 
-def build() -> None:
-    """Add the tab's components and events to the enclosing Blocks."""
+def build() -> list[Any]:
+    """Add the tab's components and events to the enclosing Blocks; returns the admin-only components
+    (hidden until the page knows its user is an admin)."""
     state = gr.State(None)
     with gr.Row():
         with gr.Column(scale=2):
             audio = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Audio (≤ 30 s)", elem_id="cmp-audio"
             )
+            gr.Markdown(PRIVACY_NOTE, elem_id="cmp-privacy")
             question = gr.Textbox(label="Question", max_length=1000, elem_id="cmp-question")
             choices = gr.Textbox(
                 label="Choices (one per line, optional)", lines=3, max_lines=10, elem_id="cmp-choices"
@@ -156,6 +175,9 @@ def build() -> None:
                 v_tie = gr.Button("Tie", interactive=False, elem_id="vote-tie")
                 v_bad = gr.Button("Both are bad", interactive=False, elem_id="vote-bad")
             result = gr.Markdown(elem_id="cmp-result")
+            share_btn = gr.Button(
+                "Share this clip into the common queue (admin)", size="sm", visible=False, elem_id="cmp-share"
+            )
     examples = service.example_items()
     gr.Examples(
         [[path, it["question"], "\n".join(it["choices"])] for path, it in examples],
@@ -184,3 +206,5 @@ def build() -> None:
             concurrency_id="db",
             concurrency_limit=service.DB_CONCURRENCY,
         )
+    share_btn.click(share_clip, [state], result, api_visibility="private", concurrency_id="db")
+    return [share_btn]

@@ -39,6 +39,7 @@ from audio_thinker.store import (
     AccessDeniedError,
     Annotator,
     Generation,
+    Item,
     NotFoundError,
     Rating,
     Store,
@@ -192,10 +193,15 @@ def _oauth_username(request: Any) -> str | None:
     return user.get("preferred_username") or user.get("name")
 
 
+GUEST_PREFIX = "guest-"
+
+
 def annotator(request: Any) -> str:
-    """Who is asking: the logged-in user of the server-side request; ``local`` when no auth is set up.
+    """Who is asking: the logged-in user of the server-side request.
 
     Never taken from a form field. With auth (or OAuth) configured and no user on the request, refuses.
+    Without auth, every browser session (or client) is an anonymous guest, ``guest-<12 hex>`` from its
+    session, whose uploads and ratings are its own; ``local`` only for calls without a request (scripts).
     """
     name = getattr(request, "username", None) if request is not None else None
     if not name and settings().oauth and request is not None:
@@ -204,13 +210,19 @@ def annotator(request: Any) -> str:
         return str(name)
     if settings().auth_required:
         raise UserError("Please sign in first.")
+    session = getattr(request, "session_hash", None) if request is not None else None
+    if isinstance(session, str) and session:
+        return GUEST_PREFIX + hashlib.sha256(session.encode()).hexdigest()[:12]
     return LOCAL_ANNOTATOR
 
 
 def is_admin(name: str) -> bool:
-    """Admins may import traces, export everyone's ratings and train; without auth everyone is."""
+    """Admins may import traces, share clips, export everyone's ratings and train. Without auth nobody
+    who comes through the web is (guests); only ``local`` (scripts calling the service directly) is."""
     s = settings()
-    return not s.auth_required or name in s.admins
+    if not s.auth_required:
+        return name == LOCAL_ANNOTATOR
+    return name in s.admins
 
 
 def _require_admin(name: str, what: str) -> None:
@@ -519,7 +531,6 @@ def _save_comparison(
     assert audio_path is not None
     clip = _db(lambda: st.add_clip(audio_path, original_name=original_name or Path(audio_path).name))
     example = _example_for(clip.hash, question)
-    key = hashlib.sha256(json.dumps([clip.hash, question, choices]).encode()).hexdigest()[:32]
     if example is not None:
         item = _db(
             lambda: st.add_item(
@@ -528,8 +539,14 @@ def _save_comparison(
                 meta={"events": example.get("events", [])},
             )
         )  # fmt: skip
-    else:
-        item = _db(lambda: st.add_item(question, choices, source="upload", external_id=key, clip=clip.hash))
+    else:  # an upload or recording: private to whoever asked (its key includes them)
+        owner = user or LOCAL_ANNOTATOR
+        key = hashlib.sha256(json.dumps([owner, clip.hash, question, choices]).encode()).hexdigest()[:32]
+        item = _db(
+            lambda: st.add_item(
+                question, choices, source="upload", external_id=key, clip=clip.hash, owner=owner
+            )
+        )
     comp.item_id, comp.clip_hash = item.id, clip.hash
     for side in (comp.a, comp.b):
         ans = side.answer
@@ -764,7 +781,9 @@ def queue(user: str, limit: int = 20) -> list[Generation]:
                     select(Generation)
                     .join(Rating, Rating.generation_id == Generation.id)
                     .join(Annotator, Rating.annotator_id == Annotator.id)
+                    .join(Item, Generation.item_id == Item.id)
                     .where(Annotator.name == user, Rating.status == "skipped", Generation.think.is_not(None))
+                    .where(Store._visible(user))
                     .order_by(Rating.updated_at, Rating.id)
                     .limit(limit - len(fresh))
                 )
@@ -782,12 +801,10 @@ def next_trace(user: str, after: int | None = None) -> Trace | None:
 
 
 def trace(user: str, generation_id: int) -> Trace:
-    """One generation prepared for rating by ``user`` (with ``user``'s own draft, never another's)."""
+    """One generation prepared for rating by ``user`` (with ``user``'s own draft, never another's); only
+    a trace ``user`` may see (shared, or their own upload)."""
     st = store()
-    try:
-        gen = _db(lambda: st.get_generation(int(generation_id)))
-    except NotFoundError as err:
-        raise UserError(str(err)) from err
+    gen = _visible_generation(user, generation_id)
     item = gen.item
     audio = None
     if item.clip_hash:
@@ -804,6 +821,33 @@ def trace(user: str, generation_id: int) -> Trace:
         step=gen.step, audio_path=audio, sentences=sentence_spans(think),
         draft=rating_dict(own) if own is not None else None,
     )  # fmt: skip
+
+
+def _visible_generation(user: str, generation_id: Any) -> Generation:
+    """The generation if ``user`` may see it; else the same :class:`UserError` whether it exists or not."""
+    st = store()
+    try:
+        gid = int(generation_id)
+    except (TypeError, ValueError):
+        raise UserError(f"No trace {generation_id!r}.") from None
+    if not _db(lambda: st.can_see(gid, user)):
+        raise UserError(f"No trace {gid} in your queue.")
+    try:
+        return _db(lambda: st.get_generation(gid))
+    except NotFoundError as err:
+        raise UserError(f"No trace {gid} in your queue.") from err
+
+
+def share(user: str, item_id: int, shared: bool = True) -> dict:
+    """Admins only: put an item (an upload's clip and question, with its traces) into everyone's queue, or
+    take it back (``shared=False``)."""
+    _require_admin(user, "share clips")
+    st = store()
+    try:
+        item = _db(lambda: st.share_item(int(item_id), bool(shared)))
+    except NotFoundError:
+        raise UserError(f"No item {item_id}.") from None
+    return {"item_id": item.id, "shared": item.shared}
 
 
 def rate(
@@ -828,6 +872,7 @@ def rate(
     span = tuple(int(x) for x in flawed_span) if flawed_span else None
     if lead_time_s is not None:
         lead_time_s = min(max(float(lead_time_s), 0.0), 24 * 3600.0)
+    _visible_generation(user, generation_id)
     st = store()
     try:
         r = _db(
@@ -880,7 +925,8 @@ def progress(user: str) -> dict:
             todo = s.scalar(
                 select(func.count())
                 .select_from(Generation)
-                .where(Generation.think.is_not(None), ~exists(rated))
+                .join(Item, Generation.item_id == Item.id)
+                .where(Generation.think.is_not(None), ~exists(rated), Store._visible(user))
             )
         return {
             "submitted": int(by_status.get("submitted", 0)),

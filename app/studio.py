@@ -91,10 +91,25 @@ def header(request: gr.Request) -> str:
     who = (
         f"Signed in as **{user}**" + (" (admin)" if service.is_admin(user) and info["auth"] != "none" else "")
         if info["auth"] != "none"
-        else "**No login configured**: ratings and votes are saved as annotator **local**. "
+        else f"**No login configured**: you are the anonymous annotator **{user}** for this page; your "
+        "uploads and ratings are yours alone and admin actions are off. "
         "Set `AUDIO_THINKER_USERS=user:pass,…` for rating sessions."
     )
     return f"{who} · model `{info['model']}` · database `{info['db']}`"
+
+
+def admin_controls(n: int):
+    """A page-load handler that shows the ``n`` admin-only components to admins (hidden for others)."""
+
+    def show(request: gr.Request) -> Any:
+        try:
+            admin = service.is_admin(service.annotator(request))
+        except service.UserError:
+            admin = False
+        updates = [gr.update(visible=admin) for _ in range(n)]
+        return updates[0] if n == 1 else tuple(updates)
+
+    return show
 
 
 def build_app() -> gr.Blocks:
@@ -111,7 +126,7 @@ def build_app() -> gr.Blocks:
         api.register()  # first, so the named endpoints keep their names
         with gr.Tabs():
             with gr.Tab("Ask & compare", id="compare", elem_id="tab-compare"):
-                compare.build()
+                admin_only = compare.build()
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
                 rate_load, rate_outputs = rate.build()
             with gr.Tab("Reward model", id="reward", elem_id="tab-reward") as reward_tab:
@@ -119,6 +134,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                 runs_show, runs_outputs, run_pick = runs.build()
         demo.load(header, None, notice, api_visibility="private")
+        demo.load(admin_controls(len(admin_only)), None, admin_only, api_visibility="private")
         rate_tab.select(rate_load, None, rate_outputs, api_visibility="private")
         reward_tab.select(reward_summary, None, reward_outputs, api_visibility="private")
         runs_tab.select(runs_show, [run_pick], runs_outputs, api_visibility="private")

@@ -1,12 +1,14 @@
 """The ratings store: one SQLAlchemy schema shared by the trainer, the reward model and the studio.
 
-Schema (alembic head ``0003``; ``audio_thinker/migrations/``)::
+Schema (alembic head ``0004``; ``audio_thinker/migrations/``)::
 
     clips        hash (SHA-256 hex of the file bytes, primary key), ext, original_name, duration_s,
                  sample_rate, channels, size_bytes, created_at
     items        id, question, choices (JSON list), answer (gold, nullable), source ("synth-aqa", "upload",
                  "mmau", ...), external_id, clip_hash -> clips, task, difficulty, meta (JSON, e.g. the
-                 synth ground-truth "events"), created_at; unique (source, external_id)
+                 synth ground-truth "events"), created_at, owner_id -> annotators (who uploaded; None for
+                 imported or shipped material), shared (in the common queue; an owner's upload is private
+                 until an admin shares it); unique (source, external_id)
     generations  id, item_id -> items, model, mode (think | no-think | adaptive: the prompt), raw_text,
                  think, answer (parsed), completion_tokens, latency_s, run, step, created_at
     annotators   id, name (unique), created_at
@@ -75,7 +77,9 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    or_,
     select,
+    true,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -254,6 +258,10 @@ class Item(Base):
     difficulty: Mapped[str | None] = mapped_column(String(MAX_DIFFICULTY_CHARS))
     meta: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=_now)
+    # 0004: who uploaded the clip and asked (None: imported or shipped material), and whether the item is in
+    # the common queue (an owner's upload is private to them until an admin shares it)
+    owner_id: Mapped[int | None] = mapped_column(index=True)  # an annotators.id (no FK: see 0004)
+    shared: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     clip: Mapped[Clip | None] = relationship(lazy="joined")
 
@@ -774,9 +782,15 @@ class Store:
         meta: dict[str, Any] | None = None,
         task: str | None = None,
         difficulty: str | None = None,
+        owner: str | None = None,
+        shared: bool | None = None,
     ) -> Item:
         """Add a question (about ``clip``, a hash). Idempotent for a given (source, external_id):
-        the existing item is returned unchanged."""
+        the existing item is returned unchanged.
+
+        ``owner``: the annotator who uploaded the clip and asked; an owned item is private to its owner
+        (``shared`` False) unless ``shared=True``; items without an owner are shared.
+        """
         question_ = _text(question, "question", MAX_QUESTION_CHARS)
         if isinstance(choices, str):
             raise ValueError("choices must be a list of strings, not one string")
@@ -789,6 +803,8 @@ class Store:
         clip_hash = _clip_hash(clip) if clip is not None else None
         task_ = _text(task, "task", MAX_TASK_CHARS, optional=True)
         difficulty_ = _text(difficulty, "difficulty", MAX_DIFFICULTY_CHARS, optional=True)
+        owner_ = _annotator_name(owner) if owner is not None else None
+        shared_ = (owner_ is None) if shared is None else bool(shared)
         if meta is not None:
             if not isinstance(meta, dict):
                 raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
@@ -808,9 +824,11 @@ class Store:
                     return existing
             if clip_hash is not None and session.get(Clip, clip_hash) is None:
                 raise NotFoundError(f"no clip with hash {clip_hash}")
+            owner_row = self._annotator(session, owner_, create=True) if owner_ is not None else None
             item = Item(
                 question=question_, choices=choice_list, answer=answer_, source=source_,
                 external_id=external_id_, clip_hash=clip_hash, task=task_, difficulty=difficulty_, meta=meta,
+                owner_id=owner_row.id if owner_row is not None else None, shared=shared_,
             )  # fmt: skip
             session.add(item)
             session.flush()
@@ -818,6 +836,36 @@ class Store:
             return item
 
         return self._write(work)
+
+    def share_item(self, item_id: int, shared: bool = True) -> Item:
+        """Put an item into the common queue (``shared=True``) or take it back to its owner alone."""
+
+        def work(session: Session) -> Item:
+            item = session.get(Item, item_id)
+            if item is None:
+                raise NotFoundError(f"no item with id {item_id}")
+            item.shared = bool(shared)
+            session.flush()
+            return item
+
+        return self._write(work)
+
+    @staticmethod
+    def _visible(name: str) -> Any:
+        """SQL condition on :class:`Item`: shared, or owned by the annotator called ``name``."""
+        owner = select(Annotator.id).where(Annotator.name == name).scalar_subquery()
+        return or_(Item.shared == true(), Item.owner_id == owner)
+
+    def can_see(self, generation_id: int, annotator: str | Annotator) -> bool:
+        """Whether ``annotator`` may see (and rate) a generation: its item is shared or theirs."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+        query = (
+            select(Generation.id)
+            .join(Item, Generation.item_id == Item.id)
+            .where(Generation.id == generation_id, self._visible(name))
+        )
+        with self.session() as session:
+            return session.scalar(query) is not None
 
     def get_item(self, item_id: int) -> Item:
         """An item (with its clip loaded)."""
@@ -1003,7 +1051,8 @@ class Store:
         score: Callable[[Generation], float] | None = None,
         pool: int = 500,
     ) -> list[Generation]:
-        """Generations with a think trace that ``annotator`` has not yet rated (a draft does not count).
+        """Generations with a think trace that ``annotator`` has not yet rated (a draft does not count), of
+        items they may see (shared, or their own uploads).
 
         Oldest first; with ``score`` (e.g. the reward model's uncertainty), the ``pool`` oldest candidates
         are ranked by descending score and the first ``limit`` returned. Items and clips are loaded.
@@ -1019,7 +1068,8 @@ class Store:
         )
         query = (
             select(Generation)
-            .where(Generation.think.is_not(None), ~exists(rated))
+            .join(Item, Generation.item_id == Item.id)
+            .where(Generation.think.is_not(None), ~exists(rated), self._visible(name))
             .order_by(Generation.id)
             .limit(max(pool, limit) if score is not None else limit)
         )

@@ -38,7 +38,7 @@ from audio_thinker.store import (
     snap_quality,
 )
 
-HEAD = "0003"
+HEAD = "0004"
 """The newest migration."""
 THINK = "<think>Beep 1 at 0.2 s: low. That is 1 beep. So the answer is 1.</think><answer>1</answer>"
 
@@ -449,7 +449,7 @@ def test_migration_from_0001_keeps_rows(tmp_path: Path) -> None:
         assert store.counts()["ratings"] == 2
 
 
-def test_migration_0003_keeps_each_annotators_latest_vote(tmp_path: Path) -> None:
+def test_migrations_0003_0004_keep_latest_votes_and_hide_old_uploads(tmp_path: Path) -> None:
     """Duplicate votes (one annotator voting on a pair again and again, in either order) become one vote per
     (pair, annotator): the latest; other annotators' votes and the rest of the data are kept."""
     db = tmp_path / "votes.db"
@@ -459,9 +459,10 @@ def test_migration_0003_keeps_each_annotators_latest_vote(tmp_path: Path) -> Non
     con.executescript(
         f"""
         INSERT INTO items (id, question, choices, source, created_at) VALUES (1, 'Q?', '[]', 'upload', '{ts}');
-        INSERT INTO generations (id, item_id, model, mode, raw_text, run, created_at)
-            VALUES (1, 1, 'tiny', 'think', 'a', 'studio', '{ts}'), (2, 1, 'tiny', 'no-think', 'b', 'studio', '{ts}'),
-                   (3, 1, 'tiny', 'adaptive', 'c', 'studio', '{ts}');
+        INSERT INTO generations (id, item_id, model, mode, raw_text, think, run, created_at)
+            VALUES (1, 1, 'tiny', 'think', 'a', 'a', 'studio', '{ts}'),
+                   (2, 1, 'tiny', 'no-think', 'b', NULL, 'studio', '{ts}'),
+                   (3, 1, 'tiny', 'adaptive', 'c', NULL, 'studio', '{ts}');
         INSERT INTO annotators (id, name, created_at) VALUES (1, 'ann', '{ts}'), (2, 'bea', '{ts}');
         INSERT INTO votes (id, generation_a_id, generation_b_id, swapped, choice, annotator_id, created_at)
             VALUES (1, 1, 2, 0, 'A', 2, '{ts}'), (2, 1, 2, 0, 'A', 2, '{ts}'), (3, 2, 1, 1, 'A', 2, '{ts}'),
@@ -471,6 +472,9 @@ def test_migration_0003_keeps_each_annotators_latest_vote(tmp_path: Path) -> Non
     con.commit()
     con.close()
     with Store(_url(db), tmp_path / "media") as store:
+        # 0004: an old studio upload's uploader is unknown: it leaves every queue until an admin shares it
+        assert (store.get_item(1).shared, store.get_item(1).owner_id) == (False, None)
+        assert store.rating_queue("bea") == [] and not store.can_see(1, "bea")
         kept = sorted((v.vote_id, v.annotator, v.choice) for v in store.votes())
         assert kept == [(3, "bea", "A"), (5, "bea", "tie"), (6, "ann", "tie")]
         # the kept votes can be changed (their pairs count as shown), and stay one per pair
@@ -486,6 +490,8 @@ def test_migration_0003_keeps_each_annotators_latest_vote(tmp_path: Path) -> Non
                 text("INSERT INTO votes (generation_a_id, generation_b_id, swapped, choice, annotator_id, "
                      "created_at) VALUES (1, 2, 0, 'A', 1, '2026-01-02')")
             )  # fmt: skip
+        store.share_item(1)
+        assert store.can_see(1, "bea") and [g.id for g in store.rating_queue("someone-new")] == [1]
 
 
 def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:

@@ -146,3 +146,54 @@ def test_exports_are_only_for_the_user_who_asked(server, configured, workdir, ex
     # bea's own export: her ratings only
     mine = Path(bea.predict("trl", api_name="/export")).read_text()
     assert "bea's own note" in mine and '"ann"' not in mine
+
+
+# ----------------------------------------------------------------------------------------- private audio
+
+
+def _recording(tmp_path: Path, freq: float) -> str:
+    """A 'microphone recording': a clip that is not one of the shipped examples."""
+    import numpy as np
+
+    from audio_thinker.audio import write_wav
+
+    t = np.arange(16000) / 16000
+    path = tmp_path / f"recording-{freq:g}.wav"
+    write_wav(path, 0.3 * np.sin(2 * np.pi * freq * t) * (t % 0.5 < 0.2))
+    return str(path)
+
+
+def test_uploads_are_private_until_an_admin_shares_them(server, configured, workdir, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    ann, bea = client(server, "ann"), client(server, "bea")
+    # bea records something private and asks about it
+    r = bea.predict(
+        handle_file(_recording(tmp_path, 523.0)), "How many beeps are there?", "1\n2\n3", api_name="/compare"
+    )
+    gens = {r["a"]["generation_id"], r["b"]["generation_id"]}
+    with db(workdir) as con:
+        clip_hash, ext = con.execute(
+            "select hash, ext from clips where hash = ?", (r["clip_hash"],)
+        ).fetchone()
+    media = Path(configured.store().media_dir) / clip_hash[:2] / f"{clip_hash}.{ext}"
+    assert media.is_file()
+    # ann (even the admin) and cat do not get it in their queue, cannot open, rate or fetch it
+    for other in (ann, client(server, "cat")):
+        queued = {t["generation_id"] for t in other.predict(200, api_name="/queue")["traces"]}
+        assert not queued & gens
+        with pytest.raises(AppError) as err:
+            other.predict(r["a"]["generation_id"], True, 0.5, api_name="/rate")
+        assert str(media.parent) not in str(err.value)
+        assert _get(server, other, str(media)).status_code != 200
+    assert r["a"]["generation_id"] in {
+        t["generation_id"] for t in bea.predict(200, api_name="/queue")["traces"]
+    }
+    # bea cannot share it herself; the admin can, and then it is in everyone's queue
+    with pytest.raises(AppError, match="admin"):
+        bea.predict(r["item_id"], api_name="/share")
+    assert ann.predict(r["item_id"], api_name="/share")["shared"] is True
+    assert r["a"]["generation_id"] in {
+        t["generation_id"] for t in client(server, "cat").predict(200, api_name="/queue")["traces"]
+    }
