@@ -492,7 +492,10 @@ def train(cfg: GRPOConfig) -> dict:
 
     # model, reference, optimizer, schedule
     model_path = cfg.model or default_model_path()
-    policy, processor = load_policy(model_path, allow_text=True)
+    # LoRA under bf16: the frozen base in bf16 (PEFT keeps the adapters in fp32); full fine-tuning keeps
+    # fp32 master weights and runs under autocast
+    base_dtype = torch.bfloat16 if cfg.bf16 and cfg.lora else torch.float32
+    policy, processor = load_policy(model_path, dtype=base_dtype, allow_text=True)
     is_audio = hasattr(processor, "feature_extractor")  # else a text-only causal LM and its tokenizer
     tok = processor.tokenizer if is_audio else processor
     tok.padding_side = "left"
@@ -574,11 +577,12 @@ def train(cfg: GRPOConfig) -> dict:
         desc="grpo",
     )
     for step in bar:
-        t0 = time.perf_counter()
+        clock = _PhaseClock(accelerator.device)
         items = step_items(cfg, step, pool)  # the B prompts of the global batch
         my_items = items[local]
         enc = _prompt_batch(processor, my_items, cfg.prompt_mode, is_audio).to(accelerator.device)
         input_features, feature_mask = enc.get("input_features"), enc.get("feature_attention_mask")
+        clock.lap("data")
 
         # 1. rollout: g completions per local prompt, audio encoded and prompt prefilled once; completion r
         #    of the global batch samples from its own generator, seeded by (seed, step, r)
@@ -610,6 +614,7 @@ def train(cfg: GRPOConfig) -> dict:
                     all_done=all_done,
                 )
             unwrapped.train()
+        clock.lap("rollout")
         comp_mask = completion_mask(comp_ids, eos_ids)  # (b·g, T)
         my_texts = [decode_completion(tok, ids[m.bool()]) for ids, m in zip(comp_ids, comp_mask, strict=True)]
 
@@ -629,6 +634,7 @@ def train(cfg: GRPOConfig) -> dict:
         n_tokens_global = int(accelerator.gather(comp_mask.sum().reshape(1)).sum())
         # each process's loss is its share of the global-batch loss
         denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens)
+        clock.lap("rewards")
 
         # micro-batches of prompts (x g completions each): completion rows and completion_logprobs' inputs
         micro = []
@@ -659,6 +665,7 @@ def train(cfg: GRPOConfig) -> dict:
                         ref_logps.append(module(completion_logprobs, **inputs)[0])
                 else:
                     ref_logps.append(completion_logprobs(ref_model, **inputs)[0])
+        clock.lap("old_ref_logprobs")
 
         # 4. μ optimizer updates over the same rollouts
         stats = {"loss": 0.0, "clip_ratio": 0.0, "kl": 0.0, "entropy": 0.0}
@@ -689,12 +696,15 @@ def train(cfg: GRPOConfig) -> dict:
                 stats["clip_ratio"] += s["clip_ratio"].item() / cfg.num_iterations
                 stats["kl"] += s["kl"].item() / cfg.num_iterations
                 stats["entropy"] += (ent.detach() * m).sum().item() / cfg.num_iterations
+            clock.lap("policy_forward_backward")
             grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)  # DeepSpeed: clips inside
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            clock.lap("optimizer")
         if vllm is not None:
             vllm.load_weights(unwrapped)
+            clock.lap("vllm_weight_sync")
 
         # 5. logs: sums over the processes, then per token or per completion
         truncated = ~torch.isin(comp_ids, torch.tensor(eos_ids, device=comp_ids.device)).any(1)
@@ -721,7 +731,8 @@ def train(cfg: GRPOConfig) -> dict:
                 "grad_norm": float("nan") if grad_norm is None else float(grad_norm),
                 "learning_rate": scheduler.get_last_lr()[0],
                 "num_processes": world,
-                "step_time": time.perf_counter() - t0,
+                **{f"time/{phase}": seconds for phase, seconds in clock.laps.items()},
+                "step_time": clock.total(),
             }
         )
         accelerator.log(metrics, step=step + 1)
@@ -759,6 +770,24 @@ def train(cfg: GRPOConfig) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # Helpers of the loop
+
+
+class _PhaseClock:
+    """Seconds spent in each phase of a step (summed over the μ iterations); waits for the GPU at each lap."""
+
+    def __init__(self, device: torch.device):
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        self.sync()
+        now = time.perf_counter()
+        self.laps[phase] = self.laps.get(phase, 0.0) + now - self.last
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def _prompt_batch(processor, items: Sequence[dict], mode: str, is_audio: bool):

@@ -9,6 +9,7 @@ and gets the policy's weights after every optimizer step. :func:`build_requests`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +47,9 @@ class VLLMRollout:
     def __init__(
         self, model: str, *, seed: int = 0, max_model_len: int = 4096, gpu_memory_utilization: float = 0.3
     ):
+        # the engine core in this process, so its model can take the policy's weights (vLLM V1; as TRL's
+        # colocate mode)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = import_vllm()
         self.llm = vllm.LLM(
             model=model,
@@ -89,7 +93,13 @@ class VLLMRollout:
                 for n, p in model.state_dict().items()
                 if "lora_" not in n
             ]
-            engine = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner.model
+            try:
+                engine = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner.model
+            except AttributeError as err:
+                raise RuntimeError(
+                    f"cannot reach the model of vLLM {getattr(import_vllm(), '__version__', '?')} to load the "
+                    "policy's weights (needs the engine in-process: VLLM_ENABLE_V1_MULTIPROCESSING=0)"
+                ) from err
             engine.load_weights(weights)
         finally:
             if peft:
