@@ -115,6 +115,7 @@ def run_ours(model_dir: Path, out: Path, args) -> dict:
     return {
         "times": [h["step_time"] for h in hist],
         "mean_length": [h["completions/mean_length"] for h in hist],
+        "phases": [{k.removeprefix("time/"): v for k, v in h.items() if k.startswith("time/")} for h in hist],
         "completions": out / "completions.jsonl",
     }
 
@@ -373,6 +374,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{k}: median step {med[k]:.3f} s over {len(runs[k]['times'][args.warmup :])} steps, "
             f"mean completion length {mean_len:.1f} / {args.length} tokens"
         )
+    phases = runs["ours"]["phases"][args.warmup :]
+    split = {k: statistics.mean(p[k] for p in phases) for k in phases[0]} if phases else {}
+    total_s = sum(split.values()) or float("nan")
+    print(
+        "ours, mean step split after warm-up: "
+        + ", ".join(f"{k} {v:.3f} s ({100 * v / total_s:.0f}%)" for k, v in split.items())
+    )
     print(f"reward check: TRL reward functions reproduce our trainer's reward on {agree}/{total} completions")
     print(f"speedup_vs_trl: {med['trl'] / med['ours']:.2f}")
 
