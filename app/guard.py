@@ -1,7 +1,12 @@
-"""The studio's HTTP guard: an ASGI middleware in front of Gradio's FastAPI app (``launch(app_kwargs=...)``).
+"""The studio's HTTP guard: an ASGI middleware in front of Gradio's FastAPI app (``launch(app_kwargs=...)``),
+and the sign-in check with its throttle.
 
 * It remembers the client address of each request (:data:`client_address`) for the sign-in throttle,
   which Gradio's ``auth`` callable cannot see otherwise.
+* :func:`authenticate` is the ``auth`` callable: passwords are compared in constant time, and
+  :data:`LOGIN_THROTTLE` refuses attempts (HTTP 429, without looking at the password) once an account or
+  a client address has used up its failures: 5 per account then one more every 12 s, 20 per address then
+  one more every 3 s. 100 guesses at one account take at least 19 minutes.
 * It refuses ``/file=`` requests for files that are not the requester's to fetch: an export (registered by
   ``service.export``) is served, from Gradio's cache, only to the signed-in user who asked for it; the
   ratings store's media folder and the old shared exports folder are never served by path (clips reach the
@@ -11,9 +16,15 @@
 from __future__ import annotations
 
 import contextvars
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
@@ -21,6 +32,93 @@ from . import service
 
 client_address: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_address", default=None)
 """The address of the client whose request is being handled (None outside a request)."""
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class LoginThrottle:
+    """Token buckets of sign-in failures, one per account and one per client address.
+
+    Each bucket holds ``capacity`` failures and regains one every ``refill_s`` seconds. An attempt is
+    refused outright while either bucket is empty; a failed attempt takes one from both; a successful one
+    takes nothing. ``clock`` (seconds, monotonic) can be replaced in tests.
+    """
+
+    MAX_BUCKETS = 50_000
+
+    def __init__(
+        self,
+        *,
+        account: tuple[int, float] = (5, 12.0),
+        address: tuple[int, float] = (20, 3.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.account, self.address, self.clock = account, address, clock
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def _level(self, key: tuple[str, str], policy: tuple[int, float], now: float) -> _Bucket:
+        capacity, refill_s = policy
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_BUCKETS:  # forget the buckets that have refilled
+                self._buckets = {
+                    k: b
+                    for k, b in self._buckets.items()
+                    if b.tokens + (now - b.updated) / refill_s < capacity
+                }
+            bucket = self._buckets[key] = _Bucket(float(capacity), now)
+        bucket.tokens = min(float(capacity), bucket.tokens + max(0.0, now - bucket.updated) / refill_s)
+        bucket.updated = now
+        return bucket
+
+    def check(self, account: str, address: str, verify: Callable[[], bool]) -> bool:
+        """Run ``verify`` (the password check) unless throttled; :class:`HTTPException` 429 when throttled."""
+        with self._lock:
+            now = self.clock()
+            buckets = (
+                self._level(("account", account), self.account, now),
+                self._level(("address", address), self.address, now),
+            )
+            if any(b.tokens < 1.0 for b in buckets):
+                raise HTTPException(
+                    status_code=429, detail="Too many sign-in attempts. Wait a minute, then try again."
+                )
+            ok = verify()
+            if not ok:
+                for b in buckets:
+                    b.tokens -= 1.0
+            return ok
+
+    def min_seconds(self, guesses: int) -> float:
+        """The least time ``guesses`` password checks at one account can take under this policy."""
+        capacity, refill_s = self.account
+        return max(0, guesses - capacity) * refill_s
+
+
+LOGIN_THROTTLE = LoginThrottle()
+
+
+def authenticate(username: str, password: str) -> bool:
+    """Gradio's ``auth`` callable: the ``AUDIO_THINKER_USERS`` password check, throttled per account and
+    per client address."""
+    users = service.settings().users
+    address = client_address.get() or "unknown"
+
+    def verify() -> bool:
+        expected = users.get(username)
+        given = password.encode() if isinstance(password, str) else b""
+        return expected is not None and hmac.compare_digest(given, expected.encode())
+
+    return LOGIN_THROTTLE.check(str(username)[:200], address, verify)
 
 
 def request_user(scope: dict) -> str | None:

@@ -123,6 +123,8 @@ def build_app() -> gr.Blocks:
             notice = gr.Markdown(elem_id="studio-notice")
             if service.settings().oauth:  # a Space with hf_oauth: true and no AUDIO_THINKER_USERS
                 gr.LoginButton(scale=0)
+            elif service.settings().users:  # Gradio's /logout ends the session and shows the sign-in page
+                gr.Button("Sign out", link="/logout", size="sm", scale=0, elem_id="sign-out")
         api.register()  # first, so the named endpoints keep their names
         with gr.Tabs():
             with gr.Tab("Ask & compare", id="compare", elem_id="tab-compare"):
@@ -161,7 +163,7 @@ def launch_kwargs(**overrides: Any) -> dict[str, Any]:
         "app_kwargs": {"middleware": [Middleware(guard.StudioGuard)]},
     }
     if s.users:
-        kwargs["auth"] = list(s.users.items())
+        kwargs["auth"] = guard.authenticate  # the users' passwords, throttled per account and address
         kwargs["auth_message"] = "Audio-Thinker studio: sign in with your annotator account."
     if os.environ.get("GRADIO_SERVER_PORT"):
         kwargs["server_port"] = int(os.environ["GRADIO_SERVER_PORT"])

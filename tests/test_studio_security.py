@@ -197,3 +197,69 @@ def test_uploads_are_private_until_an_admin_shares_them(server, configured, work
     assert r["a"]["generation_id"] in {
         t["generation_id"] for t in client(server, "cat").predict(200, api_name="/queue")["traces"]
     }
+
+
+# ----------------------------------------------------------------------------------------------- sign-in
+
+
+class FakeClock:
+    """A clock the test moves by hand (the throttle's ``clock``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sign_in_is_throttled_per_account_and_per_address(server, configured, monkeypatch):
+    import httpx
+
+    from app import guard
+
+    login = f"{server.rstrip('/')}/login"
+    clock = FakeClock()
+    monkeypatch.setattr(guard.LOGIN_THROTTLE, "clock", clock)
+    guard.LOGIN_THROTTLE.reset()
+    try:
+        with httpx.Client(timeout=30) as http:
+
+            def attempt(user: str, password: str) -> int:
+                return http.post(login, data={"username": user, "password": password}).status_code
+
+            # 100 wrong passwords as fast as possible, then the right one
+            statuses = [attempt("cat", f"guess-{k}") for k in range(100)]
+            checked, refused = statuses.count(400), statuses.count(429)
+            assert checked + refused == 100 and checked <= 5, statuses
+            assert attempt("cat", USERS["cat"]) == 429  # still refused: no 101st try right now
+            # an attacker who keeps going, waiting whenever refused: how long until 100 guesses were checked?
+            start, checked = clock.now, 0
+            while checked < 100:
+                status = attempt("cat", f"again-{checked}")
+                if status == 429:
+                    clock.now += 5.0
+                else:
+                    assert status == 400
+                    checked += 1
+            assert clock.now - start > 60.0, "100 guesses must take more than a minute"
+            assert guard.LOGIN_THROTTLE.min_seconds(100) > 60.0
+            clock.now += 120.0  # the owner, later, signs in
+            assert attempt("cat", USERS["cat"]) == 200
+            # per client address: guessing across many accounts is throttled too
+            guard.LOGIN_THROTTLE.reset()
+            statuses = [attempt(f"user{k}", "123456") for k in range(60)]
+            assert statuses.count(400) <= 20 and statuses.count(429) >= 40
+    finally:
+        guard.LOGIN_THROTTLE.reset()
+
+
+def test_sign_out_link_ends_the_session(server, configured):
+    import httpx
+
+    ann = client(server, "ann")
+    base = server.rstrip("/")
+    page = httpx.get(f"{base}/config", cookies=ann.cookies, timeout=30).text
+    assert '"/logout"' in page or "logout" in page  # the page has a sign-out link (a button to /logout)
+    assert httpx.get(f"{base}/gradio_api/user", cookies=ann.cookies, timeout=30).json() == "ann"
+    httpx.get(f"{base}/logout", cookies=ann.cookies, timeout=30)
+    assert httpx.get(f"{base}/gradio_api/user", cookies=ann.cookies, timeout=30).json() is None
