@@ -11,6 +11,14 @@ mode, the think text and completion tokens) and ``OUT/metrics.json``.
 listen?). ``--judge oracle`` (or ``llm`` / ``learned`` with ``--judge-model``) also judges every think
 trace: each prediction gets ``consistent`` (does the reasoning support the answer) and ``think_quality``,
 and the metrics gain ``consistency_rate`` and ``mean_think_quality`` over the think completions.
+
+``--samples K --temperature T`` (K > 1, T > 0) draws K completions per item (one prefill, K continuations):
+each prediction keeps its K draws under ``samples`` (prediction, output mode, think, correct; with a judge
+also ``consistent`` / ``think_quality``), the top-level fields are the first draw, and every metrics group
+gains ``pass_at_k`` (share of items with at least one correct draw), ``sample_accuracy`` (share of correct
+draws, an estimate of pass@1 at that temperature), ``k`` and, with a judge, ``sample_consistency_rate`` /
+``sample_mean_think_quality`` over all think draws. Greedy decoding (T = 0) with K > 1 is refused: its K draws
+would be one.
 """
 
 from __future__ import annotations
@@ -61,9 +69,31 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def _sample_metrics(rows: Sequence[dict]) -> dict:
+    """pass@k and the per-draw metrics of rows that carry ``samples`` (empty when none do)."""
+    sampled = [r for r in rows if r.get("samples")]
+    if not sampled:
+        return {}
+    draws = [d for r in sampled for d in r["samples"]]
+    out = {
+        "pass_at_k": _mean([any(d["correct"] for d in r["samples"]) for r in sampled]),
+        "sample_accuracy": _mean([d["correct"] for d in draws]),
+        "sample_no_think_rate": _mean([d["output_mode"] == "no_think" for d in draws]),
+        "k": max(len(r["samples"]) for r in sampled),
+    }
+    judged = [d for d in draws if d.get("consistent") is not None]
+    if any("consistent" in d for d in draws):
+        out |= {
+            "sample_consistency_rate": _mean([d["consistent"] for d in judged]),
+            "sample_mean_think_quality": _mean([d["think_quality"] for d in judged]),
+            "sample_n_judged": len(judged),
+        }
+    return out
+
+
 def _group_metrics(rows: Sequence[dict]) -> dict:
     judged = [r for r in rows if r.get("consistent") is not None]
-    extra = (
+    extra = _sample_metrics(rows) | (
         {
             "consistency_rate": _mean([r["consistent"] for r in judged]),
             "mean_think_quality": _mean([r["think_quality"] for r in judged]),
@@ -112,6 +142,16 @@ def judge_predictions(predictions: list[dict], judge) -> None:
         r["consistent"] = r["think_quality"] = None
     for r, v in zip(judged, verdicts, strict=True):
         r["consistent"], r["think_quality"] = v.consistent, v.quality
+    # the draws of --samples K: each think draw judged against its item
+    draws = [(r, d) for r in predictions for d in r.get("samples") or () if d.get("think")]
+    verdicts = judge.score_batch(
+        [JudgeRequest(r["question"], r["choices"], d["think"], d["model_prediction"], r) for r, d in draws]
+    )
+    for r in predictions:
+        for d in r.get("samples") or ():
+            d["consistent"] = d["think_quality"] = None
+    for (_, d), v in zip(draws, verdicts, strict=True):
+        d["consistent"], d["think_quality"] = v.consistent, v.quality
 
 
 def evaluate(
@@ -125,12 +165,19 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     judge=None,
+    samples: int = 1,
 ) -> tuple[list[dict], dict]:
     """Answer and score ``items`` (each with ``audio_path`` or an ``audio`` array); returns (predictions, metrics).
 
-    With a ``judge`` (see :mod:`audio_thinker.judge`) every think trace is judged too.
+    With a ``judge`` (see :mod:`audio_thinker.judge`) every think trace is judged too. With ``samples`` K > 1
+    (and ``temperature`` > 0) every item gets K draws and the metrics gain pass@K (see the module docstring).
     """
     from tqdm.auto import tqdm
+
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    if samples > 1 and temperature <= 0:
+        raise ValueError("samples > 1 needs a temperature > 0 (greedy draws are all the same)")
 
     predictions: list[dict] = []
     bar = tqdm(total=len(items), desc=f"evaluate ({mode})", disable=not progress, unit="item")
@@ -148,7 +195,13 @@ def evaluate(
                 ok.append(item)
             except AudioError as err:
                 predictions.append(_score(item, None, mode, error=str(err)))
-        if ok:
+        if ok and samples > 1:
+            groups = _sample_group(lm, audios, ok, mode, samples, temperature, seed + start)
+            for it, group in zip(ok, groups, strict=True):
+                row = _score(it, group[0], mode)
+                row["samples"] = [_draw(_score(it, a, mode)) for a in group]
+                predictions.append(row)
+        elif ok:
             answers = lm.answer_batch(
                 audios,
                 [it["question"] for it in ok],
@@ -163,6 +216,41 @@ def evaluate(
     if judge is not None:
         judge_predictions(predictions, judge)
     return predictions, compute_metrics(predictions)
+
+
+def _sample_group(lm, audios, items, mode: str, k: int, temperature: float, seed: int) -> list[list]:
+    """K completions per item from one prefill (``AudioLM.iter_tokens`` with ``group=k``)."""
+    import time
+
+    import torch
+
+    from .inference import completion_mask
+
+    t0 = time.perf_counter()
+    texts = [lm.prompt_text(it["question"], it["choices"], mode) for it in items]
+    batch = lm.prepare(audios, texts)
+    with torch.inference_mode():
+        cols = list(lm.iter_tokens(batch, temperature=temperature, group=k, seed=seed))
+    tokens = torch.stack(cols, 1)
+    mask = completion_mask(tokens, lm.eos_ids)
+    latency = time.perf_counter() - t0
+    prompt_lens = batch.attention_mask.sum(1).tolist()
+    out = []
+    for i in range(len(items)):
+        group = []
+        for j in range(i * k, (i + 1) * k):
+            ids = tokens[j][mask[j].bool()].tolist()
+            n = sum(1 for t in ids if t not in lm.eos_ids)
+            group.append(lm._answer(lm.decode(ids), mode, prompt_lens[i], n, latency))
+        out.append(group)
+    return out
+
+
+_DRAW_KEYS = ("model_prediction", "model_output", "output_mode", "think", "completion_tokens", "correct")
+
+
+def _draw(row: dict) -> dict:
+    return {k: row[k] for k in _DRAW_KEYS}
 
 
 def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
@@ -198,11 +286,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="draws per item (needs --temperature > 0); metrics gain pass_at_k and sample_accuracy",
+    )
+    p.add_argument(
         "--judge", default=None, help="judge every think trace: oracle (synth-aqa), llm or learned"
     )
     p.add_argument("--judge-model", default=None, help="model path for the llm / learned judge")
     args = p.parse_args(argv)
 
+    if args.samples > 1 and args.temperature <= 0:
+        p.error("--samples > 1 needs --temperature > 0")
     try:
         items = load_items(args.data)[: args.limit]
     except ValueError as err:
@@ -227,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         temperature=args.temperature,
         seed=args.seed,
         judge=judge,
+        samples=args.samples,
     )
     out = Path(args.out or f"runs/eval-{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
@@ -239,6 +336,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"accuracy {metrics['accuracy']:.3f} (n={metrics['n']}), no-think rate {metrics['no_think_rate']:.3f}, "
         f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary}"
         + (f", consistency rate {metrics['consistency_rate']}" if judge else "")
+        + (
+            f", pass@{metrics['k']} {metrics['pass_at_k']} (sample accuracy {metrics['sample_accuracy']})"
+            if args.samples > 1
+            else ""
+        )
         + f" -> {out}"
     )
 

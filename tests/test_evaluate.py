@@ -145,3 +145,76 @@ def test_oracle_judge_adds_consistency_rate():
     assert metrics["consistency_rate"] == 0.5 and metrics["n_judged"] == 6
     assert metrics["mean_think_quality"] == 1.0
     assert metrics["by_difficulty"]["hard"]["consistency_rate"] == 0.5
+
+
+def test_pass_at_k_metrics_hand_computed():
+    """pass@k: an item counts when any draw is right; sample accuracy counts draws; both by difficulty."""
+
+    def row(difficulty, draws):
+        samples = [
+            {
+                "model_prediction": "x",
+                "output_mode": "think",
+                "think": "t",
+                "correct": c,
+                "completion_tokens": 5,
+            }
+            for c in draws
+        ]
+        return {
+            "difficulty": difficulty,
+            "sub-category": "t",
+            "correct": draws[0],
+            "output_mode": "think",
+            "completion_tokens": 5,
+            "model_prediction": "x",
+            "samples": samples,
+        }
+
+    rows = [
+        row("easy", [True, True, True, True]),
+        row("easy", [False, False, True, False]),
+        row("hard", [False, False, False, False]),
+        row("hard", [False, True, False, False]),
+    ]
+    m = ev.compute_metrics(rows)
+    assert m["k"] == 4
+    assert m["pass_at_k"] == 0.75 and m["sample_accuracy"] == pytest.approx(6 / 16, abs=1e-4)
+    assert m["accuracy"] == 0.25  # the first draw
+    assert m["by_difficulty"]["easy"]["pass_at_k"] == 1.0
+    assert m["by_difficulty"]["hard"]["pass_at_k"] == 0.5
+    assert m["by_difficulty"]["hard"]["sample_accuracy"] == 0.125
+
+
+def test_samples_draw_k_completions_per_item_and_judge_them(synth_set, random_lm):
+    from audio_thinker.judge import make_judge
+
+    items = ev.load_items(synth_set)[:4]
+    preds, metrics = ev.evaluate(
+        random_lm,
+        items,
+        mode="think",
+        batch_size=3,
+        temperature=1.0,
+        samples=3,
+        progress=False,
+        judge=make_judge("oracle"),
+    )
+    assert len(preds) == 4 and all(len(p["samples"]) == 3 for p in preds)
+    assert metrics["k"] == 3 and metrics["pass_at_k"] >= metrics["sample_accuracy"]
+    # the draws differ (a random model at temperature 1 does not repeat itself)
+    assert any(len({d["model_output"] for d in p["samples"]}) > 1 for p in preds)
+    for p in preds:
+        assert p["model_output"] == p["samples"][0]["model_output"]
+        for d in p["samples"]:
+            assert ("consistent" in d) and (d["consistent"] is None) == (not d["think"])
+    assert "sample_consistency_rate" in metrics
+    # deterministic for a seed
+    again, _ = ev.evaluate(
+        random_lm, items, mode="think", batch_size=3, temperature=1.0, samples=3, progress=False
+    )
+    assert [d["model_output"] for p in again for d in p["samples"]] == [
+        d["model_output"] for p in preds for d in p["samples"]
+    ]
+    with pytest.raises(ValueError, match="temperature"):
+        ev.evaluate(random_lm, items, mode="think", samples=3, progress=False)
