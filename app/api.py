@@ -59,7 +59,7 @@ def compare(
         user = service.annotator(request)
         path, name = _uploaded_path(audio)
         *_, last = service.compare_stream(path, question, choices, pair, original_name=name, user=user)
-        return last.to_dict()
+        return {**last.to_dict(), "model": service.model_label(last.model, user)}
 
 
 def vote(
@@ -117,7 +117,7 @@ def queue(limit: int = 10, request: gr.Request = None) -> dict:  # type: ignore[
         return {
             "traces": [
                 {"generation_id": g.id, "question": g.item.question, "choices": list(g.item.choices),
-                 "think": g.think, "answer": g.answer, "mode": g.mode, "model": g.model}
+                 "think": g.think, "answer": g.answer, "mode": g.mode, "model": service.model_label(g.model, user)}
                 for g in gens
             ]
         }  # fmt: skip

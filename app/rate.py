@@ -192,8 +192,9 @@ def import_file(
         )
 
 
-def build() -> tuple[Any, Any]:
-    """Add the tab's components and events to the enclosing Blocks; returns (load event fn, outputs)."""
+def build() -> tuple[Any, Any, list[Any]]:
+    """Add the tab's components and events to the enclosing Blocks; returns (load event fn, outputs) and
+    the admin-only components (hidden until the page knows its user is an admin)."""
     gen_state = gr.State(None)
     shown_state = gr.State(None)
     with gr.Row(elem_id="rate-panel"):
@@ -228,7 +229,9 @@ def build() -> tuple[Any, Any]:
             )
             with gr.Accordion("Guidelines", open=False, elem_id="rate-guidelines"):
                 gr.Markdown(guidelines())
-            with gr.Accordion("Import traces (admins)", open=False, elem_id="rate-import"):
+            with gr.Accordion(
+                "Import traces (admins)", open=False, visible=False, elem_id="rate-import"
+            ) as imp:
                 server_file = gr.Dropdown(
                     choices=service.importable_files(), label="A run's completions.jsonl or an evaluation's "
                     "predictions.json under runs/", allow_custom_value=False, elem_id="rate-import-file",
@@ -266,4 +269,4 @@ def build() -> tuple[Any, Any]:
     do_import.click(
         import_file, [server_file, upload], import_result, api_visibility="private", concurrency_id="import"
     ).then(load, None, outputs, api_visibility="private")
-    return load, outputs
+    return load, outputs, [imp]

@@ -22,15 +22,22 @@ def _table(rows: list[list[Any]], headers: list[str]) -> dict:
     return {"headers": headers, "data": rows or [["–"] * len(headers)]}
 
 
-def summary() -> tuple[Any, ...]:
-    """Counts, agreement and the ranking, as (markdown, counts table, κ table, ranking table, plot)."""
+def summary(request: gr.Request) -> tuple[Any, ...]:
+    """Counts, agreement and the ranking, as (markdown, counts table, κ table, ranking table, plot).
+
+    Admins see every annotator's row and every pair's κ; other annotators see their own row and the
+    aggregates only (no one else's name or counts)."""
     with user_error():
+        user = service.annotator(request)
+        admin = service.is_admin(user)
         c = service.counts()
         by_source = c.get("ratings_by_source", {})
         by_ann = c.get("ratings_by_annotator", {})
         votes_by = c.get("votes_by_annotator", {})
         rows = []
         for name in sorted(set(by_ann) | set(votes_by)):
+            if not admin and name != user:
+                continue
             s = by_ann.get(name, {})
             rows.append([name, s.get("submitted", 0), s.get("draft", 0), s.get("skipped", 0),
                          s.get("discarded", 0), votes_by.get(name, 0)])  # fmt: skip
@@ -52,7 +59,7 @@ def summary() -> tuple[Any, ...]:
             f"**{fmt(kappa)}** · Krippendorff's α (quality, interval, {overlap} generations rated twice or "
             f"more): **{fmt(alpha)}**"
         )
-        kappa_rows = [[p.a, p.b, p.n, fmt(p.kappa)] for p in pairs]
+        kappa_rows = [[p.a, p.b, p.n, fmt(p.kappa)] for p in pairs] if admin else []
         rank_rows = [[k + 1, r.name, round(r.rating), f"{r.low:.0f} – {r.high:.0f}", r.games, f"{r.win_rate:.2f}"]
                      for k, r in enumerate(ranked)]  # fmt: skip
         return (
@@ -105,8 +112,9 @@ def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> dict:  
         return service.train_reward_model(user)
 
 
-def build() -> tuple[Any, list[Any]]:
-    """Add the tab's components and events; returns (refresh fn, its outputs) for the tab's select event."""
+def build() -> tuple[Any, list[Any], list[Any]]:
+    """Add the tab's components and events; returns (refresh fn, its outputs) for the tab's select event
+    and the admin-only components (hidden until the page knows its user is an admin)."""
     overview = gr.Markdown(elem_id="rm-overview")
     with gr.Row():
         counts = gr.Dataframe(label="Annotators", interactive=False, elem_id="rm-counts")
@@ -127,8 +135,8 @@ def build() -> tuple[Any, list[Any]]:
             )  # fmt: skip
             export_btn = gr.Button("Export ratings", elem_id="rm-export")
             export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="rm-file")
-        with gr.Column():
-            train_btn = gr.Button("Train reward model", variant="primary", elem_id="rm-train")
+        with gr.Column(visible=False) as admin_column:
+            train_btn = gr.Button("Train reward model (admin)", variant="primary", elem_id="rm-train")
             metrics = gr.JSON(label="Reward model metrics", elem_id="rm-metrics")
     outputs = [overview, counts, kappas, ranking, plot]
     refresh.click(summary, None, outputs, api_visibility="private")
@@ -136,4 +144,4 @@ def build() -> tuple[Any, list[Any]]:
     train_btn.click(
         train, None, metrics, api_visibility="private", concurrency_id="train", concurrency_limit=1
     )
-    return summary, outputs
+    return summary, outputs, [admin_column]

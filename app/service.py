@@ -322,6 +322,17 @@ def model_name() -> str:
     return str(path)[-200:]
 
 
+def model_label(model: str | None, user: str) -> str | None:
+    """How ``user`` may see a model name: admins as stored; others without the server folders a local model
+    lives in (its last two path parts), hub ids unchanged."""
+    if not model or is_admin(user):
+        return model
+    path = Path(model)
+    if path.is_absolute() or model.startswith((".", "~")) or path.exists():
+        return "/".join(path.parts[-2:])
+    return model
+
+
 def torch_threads() -> int:
     """Intra-op threads for generation: ``$AUDIO_THINKER_TORCH_THREADS``, else 1 on machines with at most
     4 cores. On a small CPU shared with training jobs one thread is much faster than two that contend
@@ -817,7 +828,8 @@ def trace(user: str, generation_id: int) -> Trace:
     think = gen.think or ""
     return Trace(
         generation_id=gen.id, question=item.question, choices=list(item.choices), gold=item.answer,
-        think=think, answer=gen.answer, mode=gen.mode, model=gen.model, source=item.source, run=gen.run,
+        think=think, answer=gen.answer, mode=gen.mode, model=model_label(gen.model, user) or "", source=item.source,
+        run=gen.run,
         step=gen.step, audio_path=audio, sentences=sentence_spans(think),
         draft=rating_dict(own) if own is not None else None,
     )  # fmt: skip
@@ -1415,11 +1427,12 @@ def run_images(name: str) -> list[str]:
     return [str(p) for p in sorted(run_dir(name).glob("*.png"))]
 
 
-def info() -> dict:
-    """What the header shows: database, model, auth mode."""
+def info(user: str | None = None) -> dict:
+    """What the header shows ``user``: the model, the auth mode, and (admins only) the database."""
     s = settings()
+    admin = user is None or is_admin(user)
     return {
-        "db": db_label(),
-        "model": model_name(),
+        "db": db_label() if admin else None,
+        "model": model_name() if admin else model_label(model_name(), user or ""),
         "auth": "users" if s.users else "oauth" if s.oauth else "none",
     }

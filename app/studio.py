@@ -82,12 +82,12 @@ CSS = """
 
 
 def header(request: gr.Request) -> str:
-    """Who is signed in (or the no-auth notice), the database and the model."""
+    """Who is signed in (or the no-auth notice) and the model; the database for admins only."""
     try:
         user = service.annotator(request)
     except service.UserError:
         return "Please sign in."
-    info = service.info()
+    info = service.info(user)
     who = (
         f"Signed in as **{user}**" + (" (admin)" if service.is_admin(user) and info["auth"] != "none" else "")
         if info["auth"] != "none"
@@ -95,7 +95,7 @@ def header(request: gr.Request) -> str:
         "uploads and ratings are yours alone and admin actions are off. "
         "Set `AUDIO_THINKER_USERS=user:pass,…` for rating sessions."
     )
-    return f"{who} · model `{info['model']}` · database `{info['db']}`"
+    return f"{who} · model `{info['model']}`" + (f" · database `{info['db']}`" if info["db"] else "")
 
 
 def admin_controls(n: int):
@@ -130,12 +130,13 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Ask & compare", id="compare", elem_id="tab-compare"):
                 admin_only = compare.build()
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
-                rate_load, rate_outputs = rate.build()
+                rate_load, rate_outputs, rate_admin = rate.build()
             with gr.Tab("Reward model", id="reward", elem_id="tab-reward") as reward_tab:
-                reward_summary, reward_outputs = reward.build()
+                reward_summary, reward_outputs, reward_admin = reward.build()
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                 runs_show, runs_outputs, run_pick = runs.build()
         demo.load(header, None, notice, api_visibility="private")
+        admin_only += rate_admin + reward_admin
         demo.load(admin_controls(len(admin_only)), None, admin_only, api_visibility="private")
         rate_tab.select(rate_load, None, rate_outputs, api_visibility="private")
         reward_tab.select(reward_summary, None, reward_outputs, api_visibility="private")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,17 +10,40 @@ import gradio as gr
 
 from . import service
 
+log = logging.getLogger("audio_thinker.studio")
+
+
+def _one_line(message: str) -> str:
+    """A message for people: one line, without server paths (``service._scrub``)."""
+    return " ".join(service._scrub(message).split())[:500]
+
 
 @contextmanager
 def user_error() -> Iterator[None]:
-    """Show :class:`service.UserError` and :class:`service.StoreUnavailable` as a friendly error toast
-    (no traceback); the handler stops and the page keeps what it showed."""
+    """Show :class:`service.UserError` and :class:`service.StoreUnavailable` as a friendly one-line error
+    toast (no traceback, no server paths); the handler stops and the page keeps what it showed. Anything
+    else is logged on the server and shown as a short generic error."""
     try:
         yield
+    except gr.Error:
+        raise
     except service.StoreUnavailable as err:
-        raise gr.Error(str(err), title="Database unavailable", duration=None, print_exception=False) from None
+        raise gr.Error(
+            _one_line(str(err)), title="Database unavailable", duration=None, print_exception=False
+        ) from None
     except service.UserError as err:
-        raise gr.Error(str(err), title="Please check", print_exception=False) from None
+        raise gr.Error(_one_line(str(err)), title="Please check", print_exception=False) from None
+    except (TypeError, ValueError, OverflowError) as err:  # a malformed value from a client
+        log.info("bad request value: %s", err)
+        raise gr.Error(
+            "That request has a malformed value.", title="Please check", print_exception=False
+        ) from None
+    except Exception:
+        log.exception("studio handler failed")
+        raise gr.Error(
+            "Something went wrong on the server; nothing was changed. Please try again.",
+            print_exception=False,
+        ) from None
 
 
 def progress_bar(done: int, total: int, label: str) -> str:

@@ -31,9 +31,12 @@ def configured(workdir, shipped_lm):
         mp.setenv("AUDIO_THINKER_ADMINS", "ann")
         mp.delenv("AUDIO_THINKER_MODEL", raising=False)
         service.configure(
-            lm=shipped_lm, runs_root=workdir / "runs", reward_model_dir=workdir / "rm",
+            lm=shipped_lm,
+            runs_root=workdir / "runs",
+            reward_model_dir=workdir / "rm",
             exports_dir=workdir / "exports",
-        )  # fmt: skip
+            model_path=str(workdir / "models" / "grpo-final"),
+        )  # fmt: skip  (the model is given; its path on the server is only a label that must not leak)
         service.warm_up()
         yield service
         service.configure(service.Settings())
@@ -263,3 +266,36 @@ def test_sign_out_link_ends_the_session(server, configured):
     assert httpx.get(f"{base}/gradio_api/user", cookies=ann.cookies, timeout=30).json() == "ann"
     httpx.get(f"{base}/logout", cookies=ann.cookies, timeout=30)
     assert httpx.get(f"{base}/gradio_api/user", cookies=ann.cookies, timeout=30).json() is None
+
+
+# -------------------------------------------------------------------------------- what non-admins see
+
+
+def test_no_server_paths_in_answers_or_errors_for_non_admins(server, configured, workdir, example):
+    from gradio_client.exceptions import AppError
+
+    bea = client(server, "bea")
+    secrets = [str(workdir), str(Path.cwd()), "/tmp/", "Traceback", 'File "']
+    answers = json.dumps(
+        [ask(bea, example), bea.predict(50, api_name="/queue"), bea.predict(api_name="/my_ratings")]
+    )
+    assert "grpo-final" in answers  # the model is named ...
+    for secret in secrets:  # ... but not where it lies on the server
+        assert secret not in answers, secret
+    attempts = [
+        ("x", api := "/queue"),
+        (["1; drop table ratings"], "/rate"),
+        ([10**30], "/get_rating"),
+        (["../../etc/passwd"], "/export"),
+        ([1, 2, "A", "sideways"], "/vote"),
+        ([{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "How many?", ""], "/compare"),
+    ]
+    del api
+    for args, name in attempts:
+        args = args if isinstance(args, list) else [args]
+        with pytest.raises(AppError) as err:
+            bea.predict(*args, api_name=name)
+        message = str(err.value)
+        assert message.strip() and len(message.strip().splitlines()) == 1, (name, message)
+        for secret in secrets:
+            assert secret not in message, (name, message)

