@@ -37,6 +37,7 @@ def main(out: str, sync: bool) -> None:
     tok = processor.tokenizer
     tok.padding_side = "left"
     module = grpo.PolicyModule(policy)
+    before = [p for p in module.parameters() if p.requires_grad]  # captured before sharding (stale after it)
     layer_classes = set(module._no_split_modules or ())
     for sub in reversed(list(module.modules())):  # inner layers first, as accelerate wraps
         if type(sub).__name__ in layer_classes:
@@ -115,6 +116,7 @@ def main(out: str, sync: bool) -> None:
         "max_length": int(lengths.max()),
         "decode_steps": len(steps),
         "grad_norm": float(grad_norm),
+        "stale_params_with_grad": sum(p.grad is not None for p in before) if world > 1 else None,
         "loss": float(loss),
     }
     gathered = [None] * world

@@ -150,6 +150,8 @@ def test_fsdp2_ranks_that_finish_at_different_lengths_do_not_hang(tmp_path):
     )
     assert one["world_size"] == 1 and [r["world_size"] for r in two] == [2, 2]
     assert all(r["sharded"] for r in two)  # every trained parameter is a DTensor shard
+    # a parameter list taken before sharding holds no gradient: clipping it would clip nothing
+    assert [r["stale_params_with_grad"] for r in two] == [0, 0]
     lengths = [r["max_length"] for r in two]
     assert max(lengths) - min(lengths) >= 10, lengths  # the situation under test
     assert two[0]["decode_steps"] == two[1]["decode_steps"] == one["decode_steps"]
