@@ -89,10 +89,32 @@ def _progress(user: str) -> str:
     return progress_bar(p["submitted"] + p["discarded"], total, label)
 
 
-OUTPUTS = 10  # state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment
+OUTPUTS = 13
+"""state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment, then the undo
+state, the undo button and the "My ratings" table."""
+MINE_HEADERS = ["trace", "status", "consistent", "quality", "question", "updated (UTC)"]
 
 
-def _show(user: str, t: service.Trace | None) -> tuple[Any, ...]:
+def _mine(user: str) -> dict:
+    """The "My ratings" table: every rating of ``user``'s, most recently changed first."""
+    data = [
+        [f"#{r['generation_id']}", r["status"], {True: "yes", False: "no"}.get(r["consistent"], ""),
+         "" if r["quality"] is None else f"{r['quality']:.1f}",
+         r["question"] if len(r["question"]) <= 80 else r["question"][:77] + "…",
+         (r["updated_at"] or "")[:16].replace("T", " ")]
+        for r in service.my_rating_list(user)
+    ]  # fmt: skip
+    return {"headers": MINE_HEADERS, "data": data or [["", "", "", "", "nothing rated yet", ""]]}
+
+
+def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple[Any, ...]:
+    """Everything the tab shows for trace ``t`` (None: the queue is empty); ``undo`` is the skip or
+    discard that the Undo button would take back."""
+    extra = (undo, gr.update(visible=undo is not None), _mine(user))
+    return _trace_view(user, t) + extra
+
+
+def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
     if t is None:
         return (
             None, None, _progress(user),
@@ -135,6 +157,7 @@ def act(
         if gen_id is None:
             raise service.UserError("There is no trace to rate. Import some or ask in Ask & compare.")
         status = {"submit": "submitted", "draft": "draft", "skip": "skipped", "discard": "discarded"}[action]
+        before = service.own_rating(user, gen_id) if action in ("skip", "discard") else None
         service.rate(
             user,
             gen_id,
@@ -145,11 +168,35 @@ def act(
             status=status,
             lead_time_s=(time.time() - shown_at) if shown_at else None,
         )
-        gr.Info({"submit": "Rating submitted.", "draft": "Draft saved.", "skip": "Skipped: it comes back later.",
-                 "discard": "Discarded."}[action])  # fmt: skip
+        gr.Info({"submit": "Rating submitted.", "draft": "Draft saved.",
+                 "skip": "Skipped: it comes back later (Undo, or z, takes it back).",
+                 "discard": "Discarded (Undo, or z, takes it back)."}[action])  # fmt: skip
         if action == "draft":
             return _show(user, service.trace(user, gen_id))
-        return _show(user, service.next_trace(user, after=gen_id))
+        undo = {"generation_id": gen_id, "before": before} if action in ("skip", "discard") else None
+        return _show(user, service.next_trace(user, after=gen_id), undo)
+
+
+def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
+    """Take back the last skip or discard: the rating is put back as it was and that trace is shown."""
+    with user_error():
+        user = service.annotator(request)
+        if not undo:
+            raise service.UserError("Nothing to undo.")
+        service.undo(user, undo["generation_id"], undo["before"])
+        gr.Info("Undone.")
+        return _show(user, service.trace(user, undo["generation_id"]))
+
+
+def reopen(evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
+    """Open a trace from "My ratings" (a click on its row) with your rating, to change it."""
+    with user_error():
+        user = service.annotator(request)
+        row = evt.row_value if isinstance(evt.row_value, list) else []
+        cell = str(row[0]) if row else ""
+        if not cell.startswith("#") or not cell[1:].isdigit():
+            raise service.UserError("Click a rated trace in the list.")
+        return _show(user, service.trace(user, int(cell[1:])))
 
 
 def _actor(action: str):
@@ -197,6 +244,7 @@ def build() -> tuple[Any, Any, list[Any]]:
     the admin-only components (hidden until the page knows its user is an admin)."""
     gen_state = gr.State(None)
     shown_state = gr.State(None)
+    undo_state = gr.State(None)
     with gr.Row(elem_id="rate-panel"):
         with gr.Column(scale=3):
             progress_html = gr.HTML(elem_id="rate-progress")
@@ -223,10 +271,22 @@ def build() -> tuple[Any, Any, list[Any]]:
             with gr.Row():
                 skip = gr.Button("Skip (s)", elem_id="rate-skip")
                 discard = gr.Button("Discard (x)", variant="stop", elem_id="rate-discard")
+            undo_btn = gr.Button("Undo skip / discard (z)", size="sm", visible=False, elem_id="rate-undo")
             gr.Markdown(
-                "<sub>Keys work when the cursor is not in the comment box: `1`/`0` consistent, "
-                "`` ` `` `q`…`p` quality, `Enter` submit, `d` draft, `s` skip, `x` discard.</sub>"
+                "<sub>Keys work when the focus is not in a text box, on a button or on the clip's player: "
+                "`1`/`0` consistent, `` ` `` `q`…`p` quality, `Enter` submit, `d` draft, `s` skip, "
+                "`x` discard, `z` undo a skip or discard.</sub>"
             )
+            with gr.Accordion("My ratings", open=False, elem_id="rate-mine"):
+                gr.Markdown("<sub>Everything you rated, skipped or discarded; click a row to reopen it and "
+                            "change your rating.</sub>")  # fmt: skip
+                mine = gr.Dataframe(
+                    headers=MINE_HEADERS,
+                    interactive=False,
+                    wrap=True,
+                    max_height=300,
+                    elem_id="rate-mine-table",
+                )
             with gr.Accordion("Guidelines", open=False, elem_id="rate-guidelines"):
                 gr.Markdown(guidelines())
             with gr.Accordion(
@@ -252,6 +312,9 @@ def build() -> tuple[Any, Any, list[Any]]:
         consistent,
         quality,
         comment,
+        undo_state,
+        undo_btn,
+        mine,
     ]
     inputs = [gen_state, shown_state, flawed, consistent, quality, comment]
     for btn, action in ((submit, "submit"), (draft, "draft"), (skip, "skip"), (discard, "discard")):
@@ -263,6 +326,11 @@ def build() -> tuple[Any, Any, list[Any]]:
             concurrency_id="db",
             concurrency_limit=service.DB_CONCURRENCY,
         )
+    undo_btn.click(
+        undo_last, [undo_state], outputs, api_visibility="private", concurrency_id="db",
+        concurrency_limit=service.DB_CONCURRENCY,
+    )  # fmt: skip
+    mine.select(reopen, None, outputs, api_visibility="private", concurrency_id="db")
     refresh.click(
         lambda: gr.update(choices=service.importable_files()), None, server_file, api_visibility="private"
     )

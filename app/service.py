@@ -898,6 +898,41 @@ def rate(
     return rating_dict(r)
 
 
+def my_rating_list(user: str) -> list[dict]:
+    """``user``'s own ratings with each trace's question, most recently changed first (the "My ratings"
+    list; any of them can be reopened with :func:`trace` and rated again)."""
+    st = store()
+    return [
+        {**rating_dict(r), "question": question}
+        for r, question in _db(lambda: st.ratings_with_questions(user))
+    ]
+
+
+def own_rating(user: str, generation_id: int) -> dict | None:
+    """``user``'s own rating of a generation as plain values, or None."""
+    r = _own_rating(user, int(generation_id))
+    return rating_dict(r) if r is not None else None
+
+
+def undo(user: str, generation_id: int, before: dict | None) -> None:
+    """Put ``user``'s rating of a generation back as it was (``before``, from :func:`own_rating`, None
+    when there was none): undoes a skip or a discard."""
+    gid = int(generation_id)
+    _visible_generation(user, gid)
+    st = store()
+    if before is None:
+        _db(lambda: st.delete_rating(gid, user))
+        return
+    span = before.get("flawed_span")
+    _db(
+        lambda: st.rate(
+            gid, user, consistent=before.get("consistent"), quality=before.get("quality"),
+            flawed_span=tuple(span) if span else None, comment=before.get("comment"),
+            lead_time=before.get("lead_time_s"), status=before["status"],
+        )
+    )  # fmt: skip
+
+
 def get_rating(user: str, rating_id: int) -> dict:
     """``user``'s own rating by id; another annotator's rating raises :class:`UserError` (not found or
     not yours, without saying which)."""

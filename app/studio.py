@@ -38,19 +38,26 @@ KEYBOARD_JS = """
   const press = (id) => {
     const el = document.getElementById(id);
     const btn = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    if (btn && !btn.disabled) { btn.click(); return true; }
+    if (btn && !btn.disabled && shown(btn)) { btn.click(); return true; }
     return false;
   };
+  // never act while the focus is in a text field, on a button or link, or on a media control
+  const MEDIA = "audio, video, [role=slider], #rate-audio, [data-testid^=waveform]";
+  const ignored = (t) => !!t && t !== document.body && (
+    t.isContentEditable || ["TEXTAREA", "SELECT", "BUTTON", "A", "AUDIO", "VIDEO"].includes(t.tagName) ||
+    (t.tagName === "INPUT" && !["radio", "checkbox"].includes(t.type)) ||
+    (t.closest && !!t.closest(MEDIA)));
   document.addEventListener("keydown", (ev) => {
     if (!shown(document.getElementById("rate-panel"))) return;
     if (ev.altKey || ev.metaKey || ev.repeat) return;
     const t = ev.target;
-    const typing = t && (t.tagName === "TEXTAREA" || t.isContentEditable ||
-      (t.tagName === "INPUT" && !["radio", "checkbox", "button"].includes(t.type)));
     const k = ev.key;
-    if (k === "Enter" && t && t.tagName === "BUTTON") return;  // the focused button handles its own Enter
-    if (typing && !(k === "Enter" && ev.ctrlKey)) return;       // Ctrl+Enter submits from the comment box
-    if (ev.ctrlKey && k !== "Enter") return;
+    const inComment = t && t.tagName === "TEXTAREA" && t.closest && t.closest("#rate-comment");
+    if (inComment && k === "Enter" && ev.ctrlKey) {  // Ctrl+Enter submits from the comment box
+      if (press("rate-submit")) ev.preventDefault();
+      return;
+    }
+    if (ignored(t) || ev.ctrlKey) return;
     let done = false;
     if (k === "1") done = pick("rate-consistent", "yes");
     else if (k === "0") done = pick("rate-consistent", "no");
@@ -59,6 +66,7 @@ KEYBOARD_JS = """
     else if (k === "d") done = press("rate-draft");
     else if (k === "s") done = press("rate-skip");
     else if (k === "x") done = press("rate-discard");
+    else if (k === "z") done = press("rate-undo");
     if (done) ev.preventDefault();
   });
 })();

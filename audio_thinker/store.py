@@ -1023,6 +1023,24 @@ class Store:
 
         return self._write(work)
 
+    def delete_rating(self, generation_id: int, annotator: str | Annotator) -> bool:
+        """Delete ``annotator``'s own rating of a generation (undoing a skip or discard that replaced no
+        earlier rating); True when there was one."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+
+        def work(session: Session) -> bool:
+            rating = session.scalar(
+                select(Rating).join(Rating.annotator).where(
+                    Rating.generation_id == generation_id, Annotator.name == name
+                )
+            )  # fmt: skip
+            if rating is None:
+                return False
+            session.delete(rating)
+            return True
+
+        return self._write(work)
+
     def get_rating(self, rating_id: int, annotator: str | Annotator) -> Rating:
         """A rating by id, only for the annotator who owns it (else :class:`AccessDeniedError`)."""
         name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
@@ -1042,6 +1060,20 @@ class Store:
             query = query.where(Rating.status == _choice(status, "status", STATUSES))
         with self.session() as session:
             return list(session.scalars(query))
+
+    def ratings_with_questions(self, annotator: str | Annotator) -> list[tuple[Rating, str]]:
+        """The annotator's own ratings with their item's question, most recently changed first."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+        query = (
+            select(Rating, Item.question)
+            .join(Generation, Rating.generation_id == Generation.id)
+            .join(Item, Generation.item_id == Item.id)
+            .join(Annotator, Rating.annotator_id == Annotator.id)
+            .where(Annotator.name == name)
+            .order_by(Rating.updated_at.desc(), Rating.id.desc())
+        )
+        with self.session() as session:
+            return [(rating, question) for rating, question in session.execute(query).all()]
 
     def rating_queue(
         self,

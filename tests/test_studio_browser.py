@@ -107,3 +107,71 @@ def test_non_admins_see_no_server_paths_other_annotators_or_admin_controls(studi
     expect(page.locator("#rm-counts")).to_contain_text("ann")
     expect(page.locator("#rm-train")).to_be_visible()
     page.context.close()
+
+
+def _bea_rows(db_file: Path) -> list[tuple]:
+    return rows(
+        db_file,
+        "select r.generation_id, r.status, r.quality from ratings r join annotators a on a.id = r.annotator_id "
+        "where a.name = 'bea' order by r.generation_id",
+    )
+
+
+def _shown_trace(page) -> int:
+    return int(re.search(r"trace #(\d+)", page.locator("#rate-header").inner_text()).group(1))
+
+
+def test_keys_never_act_from_media_or_text_and_skip_discard_undo_and_ratings_reopen(studio, browser):
+    from playwright.sync_api import expect
+
+    url, db_file = studio
+    page = signed_in(browser, url, "bea")
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-header")).to_contain_text("trace #")
+    first = _shown_trace(page)
+    # focus on the clip's player (then on the comment box): "x" and "s" do nothing
+    player = page.locator("#rate-audio").get_by_role("button").first
+    expect(player).to_be_visible()
+    player.focus()
+    page.keyboard.press("x")
+    page.keyboard.press("s")
+    page.locator("#rate-comment textarea").focus()
+    page.keyboard.press("x")
+    page.wait_for_timeout(1500)
+    assert _bea_rows(db_file) == [] and _shown_trace(page) == first
+    page.locator("#rate-comment textarea").fill("")
+    # discard with the key, then undo it: the same trace is back and nothing is stored
+    page.locator("#rate-header").click()
+    page.keyboard.press("x")
+    expect(page.locator("#rate-undo")).to_be_visible()
+    assert _bea_rows(db_file) == [(first, "discarded", None)]
+    page.locator("#rate-undo").click()
+    expect(page.locator("#rate-header")).to_contain_text(f"trace #{first} ")
+    expect(page.locator("#rate-undo")).to_be_hidden()
+    assert _bea_rows(db_file) == []
+    # skip, undo (by key), then rate it
+    page.locator("#rate-header").click()
+    page.keyboard.press("s")
+    expect(page.locator("#rate-undo")).to_be_visible()
+    page.locator("#rate-header").click()
+    page.keyboard.press("z")
+    expect(page.locator("#rate-header")).to_contain_text(f"trace #{first} ")
+    assert _bea_rows(db_file) == []
+    page.locator("#rate-header").click()
+    page.keyboard.press("1")
+    page.keyboard.press("o")
+    page.keyboard.press("Enter")
+    expect(page.locator("#rate-header")).not_to_contain_text(f"trace #{first} ")
+    assert _bea_rows(db_file) == [(first, "submitted", 0.9)]
+    # "My ratings" lists it and reopens it for editing
+    page.locator("#rate-mine").get_by_text("My ratings").click()
+    page.locator("#rate-mine-table span").get_by_text(f"#{first}", exact=True).click()
+    expect(page.locator("#rate-header")).to_contain_text(f"trace #{first} ")
+    expect(page.locator("#rate-quality input[value='0.9']")).to_be_checked()
+    page.locator("#rate-header").click()
+    page.keyboard.press("p")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    expect(page.locator("#rate-header")).not_to_contain_text(f"trace #{first} ")
+    assert _bea_rows(db_file) == [(first, "submitted", 1.0)]
+    page.context.close()
