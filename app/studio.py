@@ -25,13 +25,39 @@ KEYBOARD_JS = """
   const QUALITY = {"`": "0.0", q: "0.1", w: "0.2", e: "0.3", r: "0.4", t: "0.5", y: "0.6", u: "0.7",
                    i: "0.8", o: "0.9", p: "1.0"};
   const shown = (el) => !!el && el.offsetParent !== null;
+  // unsaved changes: a choice or comment made in the Rate panel since the trace was shown or saved
+  let dirty = false;
+  const ACTIONS = ["rate-submit", "rate-draft", "rate-skip", "rate-discard", "rate-undo"];
+  const inPanel = (t) => !!t && !!t.closest && !!t.closest("#rate-panel") && !t.closest("#rate-mine");
+  for (const kind of ["change", "input"]) {
+    document.addEventListener(kind, (ev) => {
+      const t = ev.target;
+      if (inPanel(t) && (t.matches("input[type=radio]") || t.tagName === "TEXTAREA")) dirty = true;
+    }, true);
+  }
+  document.addEventListener("click", (ev) => {
+    const t = ev.target;
+    if (t && t.closest && ACTIONS.some((id) => t.closest("#" + id))) dirty = false;
+  }, true);
+  const watchHeader = () => {  // another trace shown (next, undo, reopened): its values are the saved ones
+    const head = document.getElementById("rate-header");
+    if (!head) { setTimeout(watchHeader, 500); return; }
+    new MutationObserver(() => { dirty = false; }).observe(head, {childList: true, subtree: true, characterData: true});
+  };
+  watchHeader();
+  window.addEventListener("beforeunload", (ev) => {
+    if (!dirty) return undefined;
+    ev.preventDefault();
+    ev.returnValue = "";  // the browser asks: your rating is not saved
+    return "";
+  });
   const pick = (id, value) => {
     const root = document.getElementById(id);
     if (!root) return false;
     for (const input of root.querySelectorAll("input[type=radio]")) {
       const label = input.closest("label");
       const text = label ? label.textContent.trim() : "";
-      if (input.value === value || text === value) { input.click(); return true; }
+      if (input.value === value || text === value) { input.click(); dirty = true; return true; }
     }
     return false;
   };

@@ -175,3 +175,40 @@ def test_keys_never_act_from_media_or_text_and_skip_discard_undo_and_ratings_reo
     expect(page.locator("#rate-header")).not_to_contain_text(f"trace #{first} ")
     assert _bea_rows(db_file) == [(first, "submitted", 1.0)]
     page.context.close()
+
+
+def test_leaving_with_an_unsaved_rating_asks_first(studio, browser):
+    from playwright.sync_api import expect
+
+    url, db_file = studio
+    page = signed_in(browser, url, "bea")
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-header")).to_contain_text("trace #")
+    dialogs: list[str] = []
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(dialog.type)
+        dialog.dismiss()  # stay on the page
+
+    page.on("dialog", on_dialog)
+    with page.expect_event("close", timeout=10_000):  # nothing chosen yet: leaves without asking
+        page.close(run_before_unload=True)
+    assert dialogs == []
+
+    page = signed_in(browser, url, "bea")
+    page.on("dialog", on_dialog)
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-header")).to_contain_text("trace #")
+    page.locator("#rate-quality input[value='0.5']").click()  # an unsaved choice
+    with page.expect_event("dialog", timeout=10_000):
+        page.close(run_before_unload=True)
+    page.wait_for_timeout(300)
+    assert dialogs == ["beforeunload"] and not page.is_closed()
+    before = len(_bea_rows(db_file))
+    page.locator("#rate-draft").click()  # saved: leaving is quiet again
+    expect(page.locator("#rate-progress")).to_contain_text("drafts")
+    page.wait_for_timeout(500)
+    assert len(_bea_rows(db_file)) == before + 1
+    with page.expect_event("close", timeout=10_000):
+        page.close(run_before_unload=True)
+    assert dialogs == ["beforeunload"]
