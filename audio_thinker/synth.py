@@ -6,9 +6,30 @@ them (see ``TASKS``). Each item carries its ground-truth ``events`` and a gold `
 enumerates what is heard and then derives the answer, so both answers and reasoning can be checked.
 
 Items use the MMAU test-mini JSON layout. Generation is deterministic: item ``i`` of a split depends only
-on ``(seed, i)``.
+on ``(seed, i)`` (and on ``shift``).
 
     python -m audio_thinker.synth --out data/test --n 360 --seed 1234 --split test
+
+**The shifted distribution** (``--shift``; ``SHIFT``): what MMAU is to AVQA for a model trained on the
+standard one. The nine tasks, their questions, answer rules and gold traces are unchanged; what the model
+meets changes (standard → shifted):
+
+* more events per clip: count 1-6 → 4-8 beeps (choices 1-9), high_low_difference 3-6 → 5-8 beeps
+  (choices 0-8), odd_one_out 4 → 5 beeps ("Four beeps are low, the high one is beep 5."), longest 3 → 4
+  beeps (choices up to "the fourth"); pitch_pattern (3) and compare_pitch (2) keep their counts, which
+  the questions name;
+* closer pitches: low 220-440 → 300-560 Hz, middle 700-1100 → 620-1250 Hz, high 1800-3500 → 1400-2400 Hz
+  (neighbouring classes at least 1.59× apart → as little as 1.11× apart); chirps keep their sweep;
+* a louder noise floor: hiss at −50…−35 → −34…−28 dBFS RMS;
+* onsets packed tighter: silence between events 0.12-0.35 → 0.04-0.12 s (first onset unchanged);
+* combinations not seen in training: in the multi-tone tasks (count, compare_pitch, high_low_difference,
+  pitch_pattern, odd_one_out) each tone is quiet (peak 0.03-0.06) with probability 0.3 (always loud in
+  training), and count / compare_pitch / pitch_pattern / odd_one_out tones are long with probability 0.25
+  (at most one per clip in count and odd_one_out; always short in training); pitch_level tones are quiet
+  with probability 0.5 (always loud in training); longest's beeps are quiet with probability 0.3.
+
+Shifted items carry ``"distribution": "shift"``; their ``events`` and ``reasoning`` follow the same rules, so
+answers stay verifiable (``derive`` and the oracle judge read them as before).
 """
 
 from __future__ import annotations
@@ -36,6 +57,48 @@ BACKGROUND_DBFS = (-50.0, -35.0)
 FIRST_ONSET = (0.05, 0.30)
 GAP = (0.12, 0.35)
 
+
+@dataclass(frozen=True)
+class Distribution:
+    """What the clips of a split are drawn from (see the module docstring: standard vs ``--shift``)."""
+
+    name: str = "standard"
+    pitch_ranges: dict = None  # type: ignore[assignment]  # filled in __post_init__
+    background_dbfs: tuple[float, float] = BACKGROUND_DBFS
+    gap: tuple[float, float] = GAP
+    count_range: tuple[int, int] = (1, 6)  # beeps in count (inclusive)
+    count_choices: tuple[int, int] = (1, 6)
+    difference_range: tuple[int, int] = (3, 6)  # beeps in high_low_difference
+    difference_choices: tuple[int, int] = (0, 6)
+    odd_beeps: int = 4
+    longest_beeps: int = 3
+    quiet_share: float = 0.0  # multi-tone tasks and longest: chance that a tone is quiet
+    pitch_level_quiet_share: float = 0.0
+    long_share: float = 0.0  # count, compare, pattern, odd-one-out: chance that a tone is long
+
+    def __post_init__(self) -> None:
+        if self.pitch_ranges is None:
+            object.__setattr__(self, "pitch_ranges", PITCH_RANGES)
+
+
+STANDARD = Distribution()
+SHIFT = Distribution(
+    name="shift",
+    pitch_ranges={"low": (300.0, 560.0), "middle": (620.0, 1250.0), "high": (1400.0, 2400.0)},
+    background_dbfs=(-34.0, -28.0),
+    gap=(0.04, 0.12),
+    count_range=(4, 8),
+    count_choices=(1, 9),
+    difference_range=(5, 8),
+    difference_choices=(0, 8),
+    odd_beeps=5,
+    longest_beeps=4,
+    quiet_share=0.3,
+    pitch_level_quiet_share=0.5,
+    long_share=0.25,
+)
+DISTRIBUTIONS = {d.name: d for d in (STANDARD, SHIFT)}
+
 ORDINALS = ["the first", "the second", "the third", "the fourth", "the fifth", "the sixth"]
 SOUND_TYPES = {
     "tone": "a steady tone",
@@ -44,6 +107,7 @@ SOUND_TYPES = {
     "none": "only background hiss",
 }
 PATTERNS = ["rising", "falling", "up then down", "down then up"]
+_COUNT_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 @dataclass
@@ -73,7 +137,7 @@ class Task:
     name: str
     difficulty: str
     question: str
-    make: Callable[[np.random.Generator], tuple[list[dict], list[str], str, str]]
+    make: Callable[[np.random.Generator, Distribution], tuple[list[dict], list[str], str, str]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,10 +149,14 @@ def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float]) -> float:
 
 
 def _tone_spec(
-    rng: np.random.Generator, pitch: str | None = None, length: str = "short", level: str = "loud"
+    rng: np.random.Generator,
+    pitch: str | None = None,
+    length: str = "short",
+    level: str = "loud",
+    ranges: dict | None = None,
 ) -> dict:
     pitch = pitch or str(rng.choice(list(PITCH_RANGES)))
-    lo, hi = PITCH_RANGES[pitch]
+    lo, hi = (ranges or PITCH_RANGES)[pitch]
     return {
         "kind": "tone",
         "pitch": pitch,
@@ -123,8 +191,30 @@ def _chirp_spec(rng: np.random.Generator) -> dict:
     }
 
 
-def place_events(rng: np.random.Generator, specs: Sequence[dict]) -> list[Event]:
-    """Give each spec an onset: first onset 0.05-0.30 s, gaps 0.12-0.35 s, all inside the clip.
+def _tone_attrs(
+    rng: np.random.Generator, dist: Distribution, n: int, *, quiet: bool = True, long_max: int = 0
+) -> list[tuple[str, str]]:
+    """(length, level) of ``n`` tones: short and loud in the standard distribution (no draws); the shift
+    makes some quiet and (up to ``long_max``) some long."""
+    lengths, levels = ["short"] * n, ["loud"] * n
+    if quiet and dist.quiet_share:
+        levels = ["quiet" if rng.random() < dist.quiet_share else "loud" for _ in range(n)]
+    if long_max and dist.long_share:
+        for i in range(n):
+            if lengths.count("long") < long_max and rng.random() < dist.long_share:
+                lengths[i] = "long"
+    return list(zip(lengths, levels, strict=True))
+
+
+def _tones(rng, dist: Distribution, pitches: Sequence[str], *, quiet: bool = True, long_max: int = 0):
+    attrs = _tone_attrs(rng, dist, len(pitches), quiet=quiet, long_max=long_max)
+    return [_tone_spec(rng, p, ln, lv, dist.pitch_ranges) for p, (ln, lv) in zip(pitches, attrs, strict=True)]
+
+
+def place_events(
+    rng: np.random.Generator, specs: Sequence[dict], gap: tuple[float, float] = GAP
+) -> list[Event]:
+    """Give each spec an onset: first onset 0.05-0.30 s, gaps ``gap`` (0.12-0.35 s), all inside the clip.
 
     Draws are repeated until the last event ends inside the clip (a handful of tries at most for the
     longest layouts the tasks produce).
@@ -134,7 +224,7 @@ def place_events(rng: np.random.Generator, specs: Sequence[dict]) -> list[Event]
         onsets = []
         for i, spec in enumerate(specs):
             if i:
-                t += _uniform(rng, GAP)
+                t += _uniform(rng, gap)
             onsets.append(round(t * SAMPLE_RATE) / SAMPLE_RATE)
             t = onsets[-1] + spec["duration"]
         if t <= CLIP_SECONDS - 0.01:
@@ -142,9 +232,11 @@ def place_events(rng: np.random.Generator, specs: Sequence[dict]) -> list[Event]
     raise RuntimeError("could not place events inside the clip")  # unreachable for the task layouts
 
 
-def render(events: Sequence[Event], rng: np.random.Generator) -> np.ndarray:
+def render(
+    events: Sequence[Event], rng: np.random.Generator, background_dbfs: tuple[float, float] = BACKGROUND_DBFS
+) -> np.ndarray:
     """Render events over white background hiss; returns float32 of exactly CLIP_SAMPLES."""
-    rms_db = _uniform(rng, BACKGROUND_DBFS)
+    rms_db = _uniform(rng, background_dbfs)
     audio = rng.standard_normal(CLIP_SAMPLES) * 10 ** (rms_db / 20)
     for ev in events:
         n = int(round(ev.duration * SAMPLE_RATE))
@@ -183,10 +275,10 @@ def _shuffled(rng: np.random.Generator, choices: Sequence[str]) -> list[str]:
     return out
 
 
-def _sound_type(rng):
+def _sound_type(rng, dist=STANDARD):
     kind = str(rng.choice(["tone", "noise", "chirp", "none"]))
     if kind == "tone":
-        specs = [_tone_spec(rng, length=str(rng.choice(["short", "long"])))]
+        specs = [_tone_spec(rng, length=str(rng.choice(["short", "long"])), ranges=dist.pitch_ranges)]
     elif kind == "noise":
         specs = [_noise_spec(rng)]
     elif kind == "chirp":
@@ -196,67 +288,83 @@ def _sound_type(rng):
     return specs, _shuffled(rng, SOUND_TYPES.values()), SOUND_TYPES[kind], ""
 
 
-def _pitch_level(rng):
-    spec = _tone_spec(rng, length=str(rng.choice(["short", "long"])))
+def _pitch_level(rng, dist=STANDARD):
+    spec = _tone_spec(rng, length=str(rng.choice(["short", "long"])), ranges=dist.pitch_ranges)
+    if dist.pitch_level_quiet_share and rng.random() < dist.pitch_level_quiet_share:
+        spec.update(level="quiet", peak=_uniform(rng, LEVEL_RANGES["quiet"]))
     return [spec], ["low", "middle", "high"], spec["pitch"], ""
 
 
-def _loudness(rng):
+def _loudness(rng, dist=STANDARD):
     spec = _tone_spec(
-        rng, length=str(rng.choice(["short", "long"])), level=str(rng.choice(["loud", "quiet"]))
+        rng,
+        length=str(rng.choice(["short", "long"])),
+        level=str(rng.choice(["loud", "quiet"])),
+        ranges=dist.pitch_ranges,
     )
     return [spec], ["loud", "quiet"], spec["level"], ""
 
 
-def _count(rng):
-    n = int(rng.integers(1, 7))
-    specs = [_tone_spec(rng) for _ in range(n)]
-    return specs, _digit_choices(rng, n, 1, 6), str(n), ""
+def _count(rng, dist=STANDARD):
+    lo, hi = dist.count_range
+    n = int(rng.integers(lo, hi + 1))
+    if dist is STANDARD:  # the training distribution's draws, unchanged
+        specs = [_tone_spec(rng) for _ in range(n)]
+    else:
+        specs = _tones(rng, dist, [str(rng.choice(list(PITCH_RANGES))) for _ in range(n)], long_max=1)
+    return specs, _digit_choices(rng, n, *dist.count_choices), str(n), ""
 
 
-def _compare_pitch(rng):
+def _compare_pitch(rng, dist=STANDARD):
     a, b = rng.choice(list(PITCH_RANGES), size=2, replace=False).tolist()
     answer = "higher" if PITCH_ORDER[b] > PITCH_ORDER[a] else "lower"
     why = f"{b.capitalize()} is {answer} than {a}."
-    return [_tone_spec(rng, a), _tone_spec(rng, b)], ["higher", "lower"], answer, why
+    return _tones(rng, dist, [a, b], long_max=2), ["higher", "lower"], answer, why
 
 
-def _longest(rng):
-    k = int(rng.integers(3))
-    specs = [_tone_spec(rng, length="long" if i == k else "short") for i in range(3)]
-    return specs, ORDINALS[:3], ORDINALS[k], f"The long one is beep {k + 1}."
+def _longest(rng, dist=STANDARD):
+    n = dist.longest_beeps
+    k = int(rng.integers(n))
+    levels = [lv for _, lv in _tone_attrs(rng, dist, n)]
+    specs = [
+        _tone_spec(rng, length="long" if i == k else "short", level=levels[i], ranges=dist.pitch_ranges)
+        for i in range(n)
+    ]
+    return specs, ORDINALS[:n], ORDINALS[k], f"The long one is beep {k + 1}."
 
 
-def _high_low_difference(rng):
-    n = int(rng.integers(3, 7))
+def _high_low_difference(rng, dist=STANDARD):
+    lo, hi = dist.difference_range
+    n = int(rng.integers(lo, hi + 1))
     pitches = [str(p) for p in rng.choice(["low", "high"], size=n)]
     high, low = pitches.count("high"), pitches.count("low")
     answer = abs(high - low)
     big, small = max(high, low), min(high, low)
     why = f"{big} - {small} = {answer}."  # read off the last tally, right before it
-    specs = [_tone_spec(rng, p) for p in pitches]
-    return specs, _digit_choices(rng, answer, 0, 6), str(answer), why
+    specs = _tones(rng, dist, pitches)
+    return specs, _digit_choices(rng, answer, *dist.difference_choices), str(answer), why
 
 
 def _step_word(a: str, b: str) -> str:
     return "up" if PITCH_ORDER[b] > PITCH_ORDER[a] else "down"
 
 
-def _pitch_pattern(rng):
+def _pitch_pattern(rng, dist=STANDARD):
     order = [str(p) for p in rng.permutation(["low", "middle", "high"])]
     s1, s2 = _step_word(order[0], order[1]), _step_word(order[1], order[2])
     answer = {("up", "up"): "rising", ("down", "down"): "falling"}.get((s1, s2), f"{s1} then {s2}")
     why = f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s2}."
-    return [_tone_spec(rng, p) for p in order], _shuffled(rng, PATTERNS), answer, why
+    return _tones(rng, dist, order, long_max=3), _shuffled(rng, PATTERNS), answer, why
 
 
-def _odd_one_out(rng):
+def _odd_one_out(rng, dist=STANDARD):
     common, odd = rng.choice(list(PITCH_RANGES), size=2, replace=False).tolist()
-    k = int(rng.integers(4))
-    specs = [_tone_spec(rng, odd if i == k else common) for i in range(4)]
+    n = dist.odd_beeps
+    k = int(rng.integers(n))
+    specs = _tones(rng, dist, [odd if i == k else common for i in range(n)], long_max=1)
     # the odd pitch first, then where it is: each step is a local look-up for a small model
-    why = f"Three beeps are {common}, the {odd} one is beep {k + 1}."
-    return specs, ORDINALS[:4], ORDINALS[k], why
+    why = f"{_COUNT_WORDS[n - 1].capitalize()} beeps are {common}, the {odd} one is beep {k + 1}."
+    return specs, ORDINALS[:n], ORDINALS[k], why
 
 
 TASKS: dict[str, Task] = {
@@ -342,13 +450,72 @@ def gold_trace(task: str, events: Sequence[Event], answer: str, derivation: str)
     return " ".join(sentences)
 
 
-def generate_item(task: str, seed: int, index: int, split: str = "train") -> tuple[dict, np.ndarray]:
-    """Item ``index`` of ``task`` for ``seed``: (MMAU-layout dict, float32 audio). Deterministic."""
+def derive(task: str, events: Sequence[Event]) -> tuple[str, str] | None:
+    """(answer, derivation sentence) that ``events`` imply for ``task``, as the task generators write them;
+    None when the events determine no answer (e.g. two odd beeps). A teacher that mis-hears an event
+    derives its (wrong) answer from what it heard with this, so its trace stays consistent."""
+    tones = [e for e in events if e.kind == "tone"]
+    if task == "sound_type":
+        kinds = {e.kind for e in events}
+        return (
+            (SOUND_TYPES[kinds.pop()], "")
+            if len(kinds) == 1
+            else (SOUND_TYPES["none"], "")
+            if not kinds
+            else None
+        )
+    if task in ("pitch_level", "loudness"):
+        values = {e.pitch if task == "pitch_level" else e.level for e in tones}
+        return (values.pop(), "") if len(values) == 1 and len(tones) == len(events) else None
+    if task == "count":
+        return str(len(tones)), ""
+    pitches = [e.pitch for e in tones]
+    if task == "compare_pitch":
+        if len(pitches) < 2 or pitches[0] == pitches[1]:
+            return None
+        a, b = pitches[:2]
+        answer = "higher" if PITCH_ORDER[b] > PITCH_ORDER[a] else "lower"
+        return answer, f"{b.capitalize()} is {answer} than {a}."
+    if task == "longest":
+        lengths = [e.length for e in tones]
+        if lengths.count("long") != 1 or len(lengths) > len(ORDINALS):
+            return None
+        k = lengths.index("long")
+        return ORDINALS[k], f"The long one is beep {k + 1}."
+    if task == "high_low_difference":
+        if not pitches or any(p == "middle" for p in pitches):
+            return None
+        high, low = pitches.count("high"), pitches.count("low")
+        return str(abs(high - low)), f"{max(high, low)} - {min(high, low)} = {abs(high - low)}."
+    if task == "pitch_pattern":
+        if len(pitches) != 3 or pitches[0] == pitches[1] or pitches[1] == pitches[2]:
+            return None
+        s1, s2 = _step_word(pitches[0], pitches[1]), _step_word(pitches[1], pitches[2])
+        answer = {("up", "up"): "rising", ("down", "down"): "falling"}.get((s1, s2), f"{s1} then {s2}")
+        return answer, f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s2}."
+    if task == "odd_one_out":
+        odd = [k for k, p in enumerate(pitches) if pitches.count(p) == 1]
+        if len(pitches) < 3 or len(set(pitches)) != 2 or len(odd) != 1 or odd[0] >= len(ORDINALS):
+            return None
+        k = odd[0]
+        common = pitches[k - 1] if k else pitches[1]
+        n_common = _COUNT_WORDS[len(pitches) - 1].capitalize()
+        return ORDINALS[k], f"{n_common} beeps are {common}, the {pitches[k]} one is beep {k + 1}."
+    raise KeyError(task)
+
+
+def generate_item(
+    task: str, seed: int, index: int, split: str = "train", shift: bool = False
+) -> tuple[dict, np.ndarray]:
+    """Item ``index`` of ``task`` for ``seed``: (MMAU-layout dict, float32 audio). Deterministic.
+
+    ``shift``: draw from the shifted distribution (``SHIFT``, see the module docstring)."""
     spec = TASKS[task]
+    dist = SHIFT if shift else STANDARD
     rng = np.random.default_rng([seed, index, list(TASKS).index(task)])
-    specs, choices, answer, why = spec.make(rng)
-    events = place_events(rng, specs)
-    audio = render(events, rng)
+    specs, choices, answer, why = spec.make(rng, dist)
+    events = place_events(rng, specs, dist.gap)
+    audio = render(events, rng, dist.background_dbfs)
     item_id = f"{split}-{seed}-{index:06d}-{task}"
     item = {
         "id": item_id,
@@ -365,6 +532,8 @@ def generate_item(task: str, seed: int, index: int, split: str = "train") -> tup
         "events": [_event_dict(e) for e in events],
         "reasoning": gold_trace(task, events, answer, why),
     }
+    if shift:
+        item["distribution"] = dist.name
     return item, audio
 
 
@@ -386,7 +555,9 @@ def task_schedule(n: int, tasks: Sequence[str] | None = None) -> list[str]:
     return [names[i % len(names)] for i in range(n)]
 
 
-def make_split(out: str | Path, n: int, seed: int, split: str, tasks: Sequence[str] | None = None) -> Path:
+def make_split(
+    out: str | Path, n: int, seed: int, split: str, tasks: Sequence[str] | None = None, shift: bool = False
+) -> Path:
     """Write ``n`` items (balanced over tasks) to ``out/<split>.json`` and ``out/audio/*.wav``."""
     import soundfile as sf
 
@@ -394,7 +565,7 @@ def make_split(out: str | Path, n: int, seed: int, split: str, tasks: Sequence[s
     (out / "audio").mkdir(parents=True, exist_ok=True)
     items = []
     for i, task in enumerate(task_schedule(n, tasks)):
-        item, audio = generate_item(task, seed, i, split)
+        item, audio = generate_item(task, seed, i, split, shift)
         sf.write(out / "audio" / f"{item['id']}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
         items.append(item)
     path = out / f"{split}.json"
@@ -409,11 +580,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="test")
     p.add_argument("--tasks", default=None, help="comma-separated subset of: " + ", ".join(TASKS))
+    p.add_argument(
+        "--shift",
+        action="store_true",
+        help="the shifted test distribution: more events, closer pitches, louder hiss, tighter onsets, "
+        "unseen combinations (see the module docstring)",
+    )
     args = p.parse_args(argv)
     tasks = args.tasks.split(",") if args.tasks else None
     if tasks and (bad := [t for t in tasks if t not in TASKS]):
         p.error(f"unknown task(s) {bad}; choose from {list(TASKS)}")
-    path = make_split(args.out, args.n, args.seed, args.split, tasks)
+    path = make_split(args.out, args.n, args.seed, args.split, tasks, args.shift)
     print(f"wrote {args.n} items to {path}")
 
 

@@ -207,3 +207,169 @@ def test_cli_writes_mmau_layout(tmp_path):
 def test_cli_rejects_unknown_task(tmp_path):
     with pytest.raises(SystemExit):
         synth.main(["--out", str(tmp_path), "--tasks", "count,nonsense"])
+
+
+# --------------------------------------------------------------------------------------------------
+# derive: the answer rule every trace (gold or a flawed teacher's) follows
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_derive_reproduces_answer_and_gold_trace(shift):
+    for task in synth.TASKS:
+        for i in range(15):
+            item, _ = synth.generate_item(task, 17, i, "x", shift)
+            events = synth.events_from_item(item)
+            answer, why = synth.derive(task, events)
+            assert answer == item["answer"]
+            assert synth.gold_trace(task, events, answer, why) == item["reasoning"]
+
+
+# --------------------------------------------------------------------------------------------------
+# --shift: each documented change, measured on generated items (events and audio)
+
+SHIFT_N = 16
+
+
+def _split(shift: bool):
+    return [(t, *synth.generate_item(t, 9, i, "x", shift)) for t in synth.TASKS for i in range(SHIFT_N)]
+
+
+@pytest.fixture(scope="module")
+def standard_and_shifted():
+    return _split(False), _split(True)
+
+
+def _tones(item):
+    return [e for e in item["events"] if e["kind"] == "tone"]
+
+
+def test_shift_more_events_per_clip(standard_and_shifted):
+    std, sh = standard_and_shifted
+    n = {
+        name: {t: [len(it["events"]) for tt, it, _ in items if tt == t] for t in synth.TASKS}
+        for name, items in (("std", std), ("shift", sh))
+    }
+    assert max(n["std"]["count"]) <= 6 and min(n["shift"]["count"]) >= 4 and max(n["shift"]["count"]) > 6
+    assert max(n["std"]["high_low_difference"]) <= 6 and min(n["shift"]["high_low_difference"]) >= 5
+    assert max(n["shift"]["high_low_difference"]) > 6
+    assert set(n["std"]["odd_one_out"]) == {4} and set(n["shift"]["odd_one_out"]) == {5}
+    assert set(n["std"]["longest"]) == {3} and set(n["shift"]["longest"]) == {4}
+    for task in ("pitch_pattern", "compare_pitch"):  # the question names the count: unchanged
+        assert set(n["shift"][task]) == set(n["std"][task])
+    for task in ("count", "high_low_difference"):
+        assert np.mean(n["shift"][task]) > np.mean(n["std"][task]) + 1.5
+    # choices follow: every count / difference answer is a choice, numbers above 6 appear
+    assert any(int(it["answer"]) > 6 for t, it, _ in sh if t == "count")
+
+
+def _cross_class_ratios(items):
+    """Per item, the smallest frequency ratio between two tones of different pitch classes, measured on
+    the audio (dominant frequency of each tone's segment)."""
+    out = []
+    for t, it, audio in items:
+        if t not in ("compare_pitch", "pitch_pattern", "odd_one_out", "count"):
+            continue
+        tones = [(e["pitch"], _dominant_hz(_segment(audio, e))) for e in _tones(it)]
+        r = [max(fa, fb) / min(fa, fb) for pa, fa in tones for pb, fb in tones if pa != pb]
+        if r:
+            out.append(min(r))
+    return np.array(out)
+
+
+def test_shift_closer_pitches(standard_and_shifted):
+    std, sh = standard_and_shifted
+    r_std, r_sh = _cross_class_ratios(std), _cross_class_ratios(sh)
+    # standard classes are at least 700/440 = 1.59x apart; the shift lets neighbours come within 1.12x
+    assert r_std.min() > 1.55
+    assert r_sh.min() < 1.3 and (r_sh < 1.55).mean() > 0.15
+    assert np.median(r_sh) < np.median(r_std)
+    for _, it, audio in sh:  # every shifted tone lies in its documented range (measured)
+        for e in _tones(it):
+            lo, hi = synth.SHIFT.pitch_ranges[e["pitch"]]
+            assert lo * 0.98 <= _dominant_hz(_segment(audio, e)) <= hi * 1.02
+
+
+def _floor_dbfs(item, audio):
+    keep = np.ones(len(audio), bool)
+    for e in item["events"]:
+        a = max(0, int((e["onset"] - 0.01) * synth.SAMPLE_RATE))
+        keep[a : int((e["onset"] + e["duration"] + 0.01) * synth.SAMPLE_RATE)] = False
+    return 20 * np.log10(np.sqrt(np.mean(audio[keep].astype(float) ** 2)))
+
+
+def test_shift_louder_noise_floor(standard_and_shifted):
+    std, sh = standard_and_shifted
+    f_std = np.array([_floor_dbfs(it, a) for _, it, a in std])
+    f_sh = np.array([_floor_dbfs(it, a) for _, it, a in sh])
+    assert f_std.max() < -34.6 and f_std.min() > -50.5
+    assert f_sh.min() > -34.4 and f_sh.max() < -27.6
+    assert np.median(f_sh) - np.median(f_std) > 8
+
+
+def _gaps(items):
+    return np.array(
+        [
+            b["onset"] - (a["onset"] + a["duration"])
+            for _, it, _ in items
+            for a, b in zip(it["events"], it["events"][1:], strict=False)
+        ]
+    )
+
+
+def test_shift_onsets_packed_tighter(standard_and_shifted):
+    std, sh = standard_and_shifted
+    g_std, g_sh = _gaps(std), _gaps(sh)
+    assert g_std.min() >= 0.12 - 1e-3 and g_sh.max() <= 0.12 + 1e-3 and g_sh.min() >= 0.04 - 1e-3
+    assert np.median(g_sh) < 0.5 * np.median(g_std)
+    _, it, audio = next(x for x in sh if x[0] == "count")  # the silence between beeps is really there
+    a, b = it["events"][0], it["events"][1]
+    start = int(round((a["onset"] + a["duration"]) * synth.SAMPLE_RATE)) + 10
+    stop = int(round(b["onset"] * synth.SAMPLE_RATE)) - 10
+    assert np.abs(audio[start:stop]).max() < 0.2
+
+
+def test_shift_combinations_unseen_in_training(standard_and_shifted):
+    std, sh = standard_and_shifted
+    multi = ("count", "compare_pitch", "high_low_difference", "pitch_pattern", "odd_one_out")
+
+    def attrs(items, key):
+        return [e[key] for t, it, _ in items if t in multi for e in _tones(it)]
+
+    assert set(attrs(std, "level")) == {"loud"} and set(attrs(std, "length")) == {"short"}
+    assert 0.15 < np.mean([x == "quiet" for x in attrs(sh, "level")]) < 0.45
+    assert "long" in attrs(sh, "length")
+    levels = [e["level"] for t, it, _ in std if t == "pitch_level" for e in it["events"]]
+    assert set(levels) == {"loud"}
+    assert "quiet" in [e["level"] for t, it, _ in sh if t == "pitch_level" for e in it["events"]]
+    # quiet is quiet on the audio: peak amplitude of each shifted quiet tone in the quiet range
+    for t, it, audio in sh:
+        for e in _tones(it):
+            if e["level"] == "quiet" and t in multi:
+                amp = _sine_amplitude(_segment(audio, e), e["freq"])
+                assert 0.02 < amp < 0.075
+
+
+def test_shift_answers_stay_verifiable(standard_and_shifted):
+    from audio_thinker.judge import JudgeRequest, make_judge
+
+    _, sh = standard_and_shifted
+    judge = make_judge("oracle")
+    for task, it, _ in sh:
+        assert it["distribution"] == "shift" and it["answer"] in it["choices"]
+        assert len(set(it["choices"])) == len(it["choices"])
+        events = synth.events_from_item(it)
+        assert synth.derive(task, events)[0] == it["answer"]
+        (v,) = judge.score_batch(
+            [JudgeRequest(it["question"], it["choices"], it["reasoning"], it["answer"], it)]
+        )
+        assert (v.consistent, v.quality) == (1, 1.0), (task, it["reasoning"], v.detail)
+        wrong = next(c for c in it["choices"] if c != it["answer"])
+        (v,) = judge.score_batch([JudgeRequest(it["question"], it["choices"], it["reasoning"], wrong, it)])
+        assert v.consistent == 0
+
+
+def test_cli_shift_writes_shifted_items(tmp_path):
+    synth.main(["--out", str(tmp_path), "--n", "9", "--seed", "3", "--split", "shifted", "--shift"])
+    items = json.loads((tmp_path / "shifted.json").read_text())
+    assert len(items) == 9 and all(it["distribution"] == "shift" for it in items)
+    assert all((tmp_path / it["audio_id"]).exists() for it in items)
