@@ -2,6 +2,14 @@
 
     python -m audio_thinker.warmstart --out audio_thinker/assets/tiny-qwen2-audio
 
+Or continue from the shipped model on a flawed teacher's traces (issue #16: a base with the paper's
+conditions; the teacher, its flaw rates and direct-answer shares are in :mod:`audio_thinker.teacher`):
+
+    python -m audio_thinker.warmstart --from-shipped --teacher flawed --out /work/runs-fidelity/base
+
+``--from-shipped`` (or ``--init DIR``) loads the model, tokenizer and processor, skips stage 1 and runs
+stage 2 with the fine-tuning defaults of ``FINETUNE_DEFAULTS`` (any flag given explicitly wins).
+
 Two stages, both on freshly generated synth-aqa items (never the same clip twice):
 
 1. Encoder pretraining (a tiny stand-in for Whisper's pretraining): the audio tower and projector learn
@@ -30,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from . import synth
+from . import teacher as teaching
 from .models import (
     TINY_MODEL_DIR,
     build_processor,
@@ -51,9 +60,23 @@ MODE_WEIGHTS = {"think": 0.5, "no-think": 0.3, "adaptive": 0.2}
 DIRECT_SHARE = {"easy": 1.0, "medium": 1.0, "hard": 0.05}  # hard: WarmstartConfig.hard_direct_share
 
 
+# Stage-2-only fine-tuning from an existing checkpoint (--from-shipped / --init): fewer steps, a lower peak.
+FINETUNE_DEFAULTS = {"steps": 300, "lr": 1e-3, "warmup_steps": 30, "eval_every": 0}
+
+
 @dataclass
 class WarmstartConfig:
     out: str = str(TINY_MODEL_DIR)
+    from_shipped: bool = False  # continue from the shipped checkpoint (stage 2 only)
+    init: str = ""  # continue from this checkpoint folder (stage 2 only)
+    teacher: str = "gold"  # gold | flawed (audio_thinker.teacher)
+    slip_rate: float = teaching.TeacherConfig.slip_rate
+    inconsistent_rate: float = teaching.TeacherConfig.inconsistent_rate
+    ramble_rate: float = teaching.TeacherConfig.ramble_rate
+    systematic_rate: float = teaching.TeacherConfig.systematic_rate
+    systematic: str = "all"  # comma-separated names of teaching.SYSTEMATIC_FLAWS, all, or none
+    easy_direct_share: float = DIRECT_SHARE["easy"]
+    medium_direct_share: float = DIRECT_SHARE["medium"]
     encoder_steps: int = 300
     encoder_batch_size: int = 64
     steps: int = 1250
@@ -70,6 +93,31 @@ class WarmstartConfig:
     eval_per_task: int = 6
     max_minutes: float = 0.0  # 0: no time limit
     threads: int = 0  # 0: torch default
+
+    def teacher_config(self) -> teaching.TeacherConfig | None:
+        """The flawed teacher's settings, or None for the gold teacher."""
+        if self.teacher == "gold":
+            return None
+        if self.teacher != "flawed":
+            raise ValueError(f"unknown teacher {self.teacher!r}; choose gold or flawed")
+        names = {"all": teaching.SYSTEMATIC_FLAWS, "none": (), "": ()}.get(
+            self.systematic, tuple(n for n in self.systematic.split(",") if n)
+        )
+        return teaching.TeacherConfig(
+            slip_rate=self.slip_rate,
+            inconsistent_rate=self.inconsistent_rate,
+            ramble_rate=self.ramble_rate,
+            systematic_rate=self.systematic_rate,
+            systematic=names,
+            direct_share=self.direct_share(),
+        )
+
+    def direct_share(self) -> dict:
+        return {
+            "easy": self.easy_direct_share,
+            "medium": self.medium_direct_share,
+            "hard": self.hard_direct_share,
+        }
 
 
 def tokenizer_corpus(seed: int, n_per_task: int = 300) -> list[str]:
@@ -90,10 +138,17 @@ class ItemStream(torch.utils.data.IterableDataset):
     """An endless stream of collated training batches of fresh synth-aqa items."""
 
     def __init__(
-        self, processor, batch_size: int, seed: int, hard_direct_share: float = DIRECT_SHARE["hard"]
+        self,
+        processor,
+        batch_size: int,
+        seed: int,
+        hard_direct_share: float = DIRECT_SHARE["hard"],
+        teacher_cfg: teaching.TeacherConfig | None = None,
+        direct_share: dict | None = None,
     ):
         self.processor, self.batch_size, self.seed = processor, batch_size, seed
-        self.direct_share = DIRECT_SHARE | {"hard": hard_direct_share}
+        self.direct_share = DIRECT_SHARE | {"hard": hard_direct_share} | (direct_share or {})
+        self.teacher_cfg = teacher_cfg  # None: the gold teacher (every trace is the item's gold reasoning)
         tasks = list(synth.TASKS)
         w = np.array([TASK_WEIGHTS[synth.TASKS[t].difficulty] for t in tasks])
         self.tasks, self.task_p = tasks, w / w.sum()
@@ -101,6 +156,7 @@ class ItemStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         torch.set_num_threads(1)
         rng = np.random.default_rng([self.seed, 7])
+        teacher_rng = np.random.default_rng([self.seed, 11])  # its own stream: the gold recipe is unchanged
         index = 0
         while True:
             rows = []
@@ -112,16 +168,22 @@ class ItemStream(torch.utils.data.IterableDataset):
                 think = mode == "think" or (mode == "adaptive" and rng.random() < 0.5)
                 if not think and rng.random() >= self.direct_share[item["difficulty"]]:
                     mode, think = ("think" if mode == "no-think" else mode), True
-                rows.append((item, audio, mode, think))
+                rows.append((item, audio, mode, self.target(item, think, teacher_rng)))
             yield self.collate(rows)
+
+    def target(self, item: dict, think: bool, rng: np.random.Generator) -> str:
+        """The completion taught for an item: the teacher's trace and answer, or the direct answer."""
+        if not think:
+            return format_target(item["answer"])
+        if self.teacher_cfg is None:
+            return format_target(item["answer"], item["reasoning"])
+        t = teaching.think_target(item, rng, self.teacher_cfg)
+        return format_target(t.answer, t.trace)
 
     def collate(self, rows):
         tok = self.processor.tokenizer
         prompts = [chat_prompt(self.processor, it["question"], it["choices"], m) for it, _, m, _ in rows]
-        targets = [
-            format_target(it["answer"], it["reasoning"] if th else None) + tok.eos_token
-            for it, _, _, th in rows
-        ]
+        targets = [target + tok.eos_token for _, _, _, target in rows]
         enc = self.processor(
             text=prompts,
             audio=[a for _, a, _, _ in rows],
@@ -263,12 +325,24 @@ def train(cfg: WarmstartConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
-    tokenizer = build_tokenizer(tokenizer_corpus(cfg.seed + 1))
-    processor = build_processor(tokenizer)
-    model = build_tiny_model(tokenizer, seed=cfg.seed).train()
+    init = cfg.init or (str(TINY_MODEL_DIR) if cfg.from_shipped else "")
+    if init:  # continue from a checkpoint: its tokenizer and processor, no encoder pretraining
+        from .models import load_policy
+
+        if Path(init).resolve() == out.resolve():
+            raise ValueError(f"--out {out} is the checkpoint being continued from; write elsewhere")
+        model, processor = load_policy(init)
+        model, tokenizer = model.float().train(), processor.tokenizer
+        encoder_log = []
+    else:
+        tokenizer = build_tokenizer(tokenizer_corpus(cfg.seed + 1))
+        processor = build_processor(tokenizer)
+        model = build_tiny_model(tokenizer, seed=cfg.seed).train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tiny Qwen2-Audio: {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}", flush=True)
-    encoder_log = pretrain_encoder(model, processor, cfg)
+    if not init:
+        encoder_log = pretrain_encoder(model, processor, cfg)
+    teacher_cfg = cfg.teacher_config()
 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n]
     no_decay = [
@@ -288,7 +362,9 @@ def train(cfg: WarmstartConfig) -> dict:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    stream = ItemStream(processor, cfg.batch_size, cfg.seed, cfg.hard_direct_share)
+    stream = ItemStream(
+        processor, cfg.batch_size, cfg.seed, cfg.hard_direct_share, teacher_cfg, cfg.direct_share()
+    )
     loader = torch.utils.data.DataLoader(
         stream, batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
     )
@@ -314,7 +390,7 @@ def train(cfg: WarmstartConfig) -> dict:
             "lr": sched.get_last_lr()[0],
             "elapsed_s": round(time.time() - t_start, 1),
         }
-        if (step + 1) % cfg.eval_every == 0:
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             rec["eval"] = quick_eval(model, processor, cfg.eval_per_task)
         if (step + 1) % 25 == 0 or "eval" in rec:
             print(json.dumps(rec), flush=True)
@@ -328,6 +404,8 @@ def train(cfg: WarmstartConfig) -> dict:
     processor.save_pretrained(out)
     summary = {
         "config": asdict(cfg),
+        "init": init or None,
+        "teacher": asdict(teacher_cfg) if teacher_cfg else "gold",
         "steps_done": step,
         "minutes": round((time.time() - t_start) / 60, 1),
         "parameters": n_params,
@@ -349,8 +427,12 @@ def main(argv=None) -> None:
         if isinstance(value, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            p.add_argument(flag, type=type(value), default=value)
-    train(WarmstartConfig(**vars(p.parse_args(argv))))
+            # None: not given (the fine-tuning defaults may fill it in)
+            p.add_argument(flag, type=type(value), default=None if name in FINETUNE_DEFAULTS else value)
+    args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+    if args.get("from_shipped") or args.get("init"):
+        args = FINETUNE_DEFAULTS | args
+    train(WarmstartConfig(**args))
 
 
 if __name__ == "__main__":

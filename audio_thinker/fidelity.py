@@ -1,0 +1,161 @@
+"""Measure a base against the paper's conditions (issue #16): one command, the four target numbers.
+
+    python -m audio_thinker.fidelity --model DIR --data data/fid/test.json --out runs/fid/NAME
+
+Runs, on one loaded model: greedy think and no-think (pass@1), ``--samples`` draws at ``--temperature``
+in think and no-think mode (pass@k), and the oracle judge on every think trace (greedy and sampled).
+Writes ``OUT/summary.json`` (accuracy, pass@k, consistency and think quality by difficulty, per mode) and
+``OUT/<run>/`` in the layout of :mod:`audio_thinker.evaluate`, and prints the targets:
+
+* think accuracy on hard items (greedy) in [0.40, 0.80];
+* think minus no-think on hard items (greedy) >= 0.15;
+* oracle consistency rate of the greedy think traces <= 0.90;
+* think pass@k at temperature 1 >= think pass@1 (greedy) + 0.15, over all items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from . import evaluate as ev
+
+TARGETS = {
+    "think_hard": (0.40, 0.80),
+    "think_minus_no_think_hard": 0.15,
+    "consistency_rate_max": 0.90,
+    "pass_k_gain": 0.15,
+}
+
+
+def _brief(metrics: dict) -> dict:
+    keys = (
+        "accuracy",
+        "pass_at_k",
+        "sample_accuracy",
+        "consistency_rate",
+        "mean_think_quality",
+        "sample_consistency_rate",
+        "sample_mean_think_quality",
+        "no_think_rate",
+        "mean_completion_tokens",
+        "n",
+    )
+    pick = lambda m: {k: m[k] for k in keys if k in m}  # noqa: E731
+    return pick(metrics) | {
+        "by_difficulty": {d: pick(m) for d, m in metrics["by_difficulty"].items()},
+        "by_task": {t: pick(m) for t, m in metrics["by_sub_category"].items()},
+    }
+
+
+def targets(summary: dict) -> dict:
+    """The four numbers of the issue's 'Must show' and whether each holds."""
+    think, no_think, think_k = summary["think"], summary["no-think"], summary.get("think@k")
+    hard = think["by_difficulty"]["hard"]["accuracy"]
+    gap = hard - no_think["by_difficulty"]["hard"]["accuracy"]
+    rc = think.get("consistency_rate")
+    gain = (think_k["pass_at_k"] - think["accuracy"]) if think_k else None
+    lo, hi = TARGETS["think_hard"]
+    return {
+        "think_hard": round(hard, 4),
+        "think_minus_no_think_hard": round(gap, 4),
+        "consistency_rate": rc,
+        "pass_k_minus_pass_1": None if gain is None else round(gain, 4),
+        "holds": {
+            "think_hard": lo <= hard <= hi,
+            "think_minus_no_think_hard": gap >= TARGETS["think_minus_no_think_hard"],
+            "consistency_rate": rc is not None and rc <= TARGETS["consistency_rate_max"],
+            "pass_k_gain": gain is not None and gain >= TARGETS["pass_k_gain"],
+        },
+    }
+
+
+def measure(
+    model: str | None,
+    data: str,
+    out: str,
+    *,
+    samples: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+    limit: int | None = None,
+    batch_size: int = 32,
+    runs=None,
+) -> dict:
+    from .inference import AudioLM
+    from .judge import make_judge
+
+    lm = AudioLM.from_pretrained(model)
+    judge = make_judge("oracle")
+    items = ev.load_items(data)[:limit]
+    out_dir = Path(out)
+    plan = {
+        "think": ("think", 0.0, 1),
+        "no-think": ("no-think", 0.0, 1),
+        "think@k": ("think", temperature, samples),
+        "no-think@k": ("no-think", temperature, samples),
+    }
+    summary: dict = {
+        "model": model or "shipped",
+        "data": data,
+        "samples": samples,
+        "temperature": temperature,
+    }
+    for name, (mode, temp, k) in plan.items():
+        if runs and name not in runs:
+            continue
+        t0 = time.time()
+        preds, metrics = ev.evaluate(
+            lm,
+            items,
+            mode=mode,
+            batch_size=batch_size,
+            temperature=temp,
+            seed=seed,
+            samples=k,
+            judge=judge,
+            progress=False,
+        )
+        d = out_dir / name.replace("@", "-at-")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "predictions.json").write_text(json.dumps(preds, indent=1))
+        (d / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        summary[name] = _brief(metrics) | {"seconds": round(time.time() - t0, 1)}
+        print(name, json.dumps({k: v for k, v in summary[name].items() if k != "by_task"}), flush=True)
+    if "think" in summary and "no-think" in summary:
+        summary["targets"] = targets(summary)
+        print("targets", json.dumps(summary["targets"]), flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m audio_thinker.fidelity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="model folder (default: the shipped tiny model)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--runs", default=None, help="comma-separated subset of think,no-think,think@k,no-think@k")
+    a = p.parse_args(argv)
+    measure(
+        a.model,
+        a.data,
+        a.out,
+        samples=a.samples,
+        temperature=a.temperature,
+        seed=a.seed,
+        limit=a.limit,
+        batch_size=a.batch_size,
+        runs=a.runs.split(",") if a.runs else None,
+    )
+
+
+if __name__ == "__main__":
+    main()

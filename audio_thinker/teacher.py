@@ -1,0 +1,265 @@
+"""A realistic, imperfect teacher for synth-aqa: the traces a flawed base is warm-started on (issue #16).
+
+The paper's bases (Qwen2-Audio, Qwen2.5-Omni at 55-66% on MMAU) reason often unhelpfully and
+inconsistently; GRPO with R_c and R_t has something to fix only if the base does. The gold teacher of
+:mod:`audio_thinker.synth` never errs, so a base trained on it answers 98% in think mode. This teacher
+writes the trace a fallible annotator would, with documented flaw rates (:class:`TeacherConfig`):
+
+**Random flaws** (any think trace, independently per example):
+
+* ``slip_rate`` — a perception slip: one claim is mis-heard (a pitch, a length, a loudness, a sound kind,
+  or a beep missed) and the trace follows it to the answer those claims imply, which is wrong. The oracle
+  finds it *consistent* (R_c = 1 would be earned if it were right) but wrong, and R_t falls.
+* ``inconsistent_rate`` — claims and derivation are right but the trace concludes a different choice:
+  the answer contradicts its own claims (oracle R_c = 0; wrong).
+* ``ramble_rate`` — 2-3 filler sentences ("Let me listen again.", "Hmm, wait.") and, where the task has
+  one, the derivation repeated: the oracle's R_t counts each as a failed check (quality about 0.6-0.8);
+  the answer is unaffected.
+
+Flaws drawn at random leave the argmax on the gold path: a model trained on them still decodes gold
+traces greedily. **Systematic flaws** make greedy decoding err where a real base errs: keyed on a
+property of the item, the teacher takes the flawed path with probability ``systematic_rate`` (above 0.5,
+so the flawed continuation is the argmax; below 1, so sampling at temperature 1 still finds the right
+one). Each is a single, deterministic wrong turn at one place in the trace:
+
+==================  ==========  =========================================  ==============================
+name                task        when (share of the task's items)           what the teacher does
+==================  ==========  =========================================  ==============================
+middle_heard_low    pitch_lvl   the tone is middle (1/3)                   hears it low (consistent, wrong)
+lost_count          count       more than four beeps (1/3)                 stops listing after beep 4 and
+                                                                           answers 4 (wrong; consistent
+                                                                           when 4 is a choice)
+middle_compare      compare     one of the two tones is middle (2/3)       writes the comparison the wrong
+                                                                           way round and follows it
+                                                                           (inconsistent, wrong)
+fifth_beep_flip     hl_diff     five or six beeps (1/2)                    mis-hears beep 5 (high <-> low);
+                                                                           tallies follow (wrong but for
+                                                                           1 in 10; consistent when the
+                                                                           answer is a choice)
+middle_last_step    pattern     the third tone is middle (1/3)             the second step repeats the
+                                                                           first step's direction
+                                                                           (inconsistent, wrong)
+middle_odd_shift    odd_one     the odd tone is middle (1/3)               names the neighbouring beep
+                                                                           (inconsistent, wrong)
+long_last_ramble    longest     the long beep is the third (1/3)           rambles (low R_t, right answer)
+==================  ==========  =========================================  ==============================
+
+**Direct answers** (no-think targets) are the gold answer: the teacher perceives well. How many of them a
+difficulty keeps is ``direct_share`` (the rest are shown with a trace instead): compositional (hard)
+questions mostly come with a rationale, so the base's direct answers stay weak there and strong on
+perception, and thinking is worth something on hard items and can cost something on easy ones (a
+middle tone is answered right directly and wrong, more often than not, through a trace).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import synth
+
+SYSTEMATIC_FLAWS = (
+    "middle_heard_low",
+    "lost_count",
+    "middle_compare",
+    "fifth_beep_flip",
+    "middle_last_step",
+    "middle_odd_shift",
+    "long_last_ramble",
+)
+FILLERS = (
+    "Let me listen again.",
+    "Hmm, wait.",
+    "I am not sure about that one.",
+    "Let me think.",
+    "Maybe I missed something.",
+)
+_OPPOSITE = {"low": "high", "high": "low", "middle": "low"}
+
+
+@dataclass
+class TeacherConfig:
+    """Flaw rates of the teacher (see the module docstring); ``gold()`` is the perfect teacher."""
+
+    slip_rate: float = 0.08
+    inconsistent_rate: float = 0.06
+    ramble_rate: float = 0.15
+    systematic_rate: float = 0.7
+    systematic: tuple[str, ...] = SYSTEMATIC_FLAWS
+    direct_share: dict = field(default_factory=lambda: {"easy": 1.0, "medium": 1.0, "hard": 0.05})
+
+    @classmethod
+    def gold(cls) -> TeacherConfig:
+        return cls(slip_rate=0.0, inconsistent_rate=0.0, ramble_rate=0.0, systematic_rate=0.0, systematic=())
+
+    def __post_init__(self) -> None:
+        self.systematic = tuple(self.systematic)
+        if bad := [s for s in self.systematic if s not in SYSTEMATIC_FLAWS]:
+            raise ValueError(f"unknown systematic flaw(s) {bad}; known: {', '.join(SYSTEMATIC_FLAWS)}")
+        for name in ("slip_rate", "inconsistent_rate", "ramble_rate", "systematic_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class Target:
+    """A think target: the trace, the answer it ends in, and the flaws it carries (empty: gold)."""
+
+    trace: str
+    answer: str
+    flaws: list[str]
+
+
+def systematic_flaw(item: dict) -> str | None:
+    """The systematic flaw keyed on this item's properties (None when none applies)."""
+    task = item["sub-category"]
+    tones = [e for e in item["events"] if e["kind"] == "tone"]
+    pitches = [e["pitch"] for e in tones]
+    if task == "pitch_level" and pitches == ["middle"]:
+        return "middle_heard_low"
+    if task == "count" and len(tones) > 4:
+        return "lost_count"
+    if task == "compare_pitch" and "middle" in pitches[:2]:
+        return "middle_compare"
+    if task == "high_low_difference" and len(tones) >= 5:
+        return "fifth_beep_flip"
+    if task == "pitch_pattern" and len(pitches) == 3 and pitches[2] == "middle":
+        return "middle_last_step"
+    if task == "odd_one_out" and pitches.count("middle") == 1:
+        return "middle_odd_shift"
+    if task == "longest" and [e["length"] for e in tones].index("long") == 2:
+        return "long_last_ramble"
+    return None
+
+
+def _trace(task: str, events: Sequence[synth.Event], answer: str, why: str) -> str:
+    return synth.gold_trace(task, events, answer, why)
+
+
+def _perceived(
+    task: str, events: list[synth.Event], answer: str, choices: Sequence[str] | None
+) -> Target | None:
+    """A trace of what was heard; None when it implies no answer, the right one, or (with ``choices``)
+    none of the choices. Systematic flaws pass no choices: the teacher answers what it heard even when
+    that is not offered, so the flaw depends only on the audio."""
+    derived = synth.derive(task, events)
+    if derived is None or derived[0] == answer or (choices is not None and derived[0] not in choices):
+        return None
+    return Target(_trace(task, events, *derived), derived[0], [])
+
+
+def _apply_systematic(name: str, item: dict, events: list[synth.Event]) -> Target | None:
+    task, answer = item["sub-category"], item["answer"]
+    if name == "middle_heard_low":
+        return _perceived(task, [dataclasses.replace(events[0], pitch="low")], answer, None)
+    if name == "lost_count":
+        return _perceived(task, events[:4], answer, None)
+    if name == "fifth_beep_flip":
+        heard = list(events)
+        heard[4] = dataclasses.replace(heard[4], pitch=_OPPOSITE[heard[4].pitch])
+        derived = synth.derive(task, heard)
+        # the answer the tallies lead to, written even when it is not among the choices
+        return Target(_trace(task, heard, *derived), derived[0], []) if derived else None
+    if name == "middle_compare":
+        a, b = events[0].pitch, events[1].pitch
+        wrong = "lower" if answer == "higher" else "higher"
+        return Target(_trace(task, events, wrong, f"{b.capitalize()} is {wrong} than {a}."), wrong, [])
+    if name == "middle_last_step":
+        p = [e.pitch for e in events]
+        s1 = synth._step_word(p[0], p[1])
+        wrong = "rising" if s1 == "up" else "falling"
+        why = f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s1}."
+        return Target(_trace(task, events, wrong, why), wrong, [])
+    if name == "middle_odd_shift":
+        p = [e.pitch for e in events]
+        k = p.index("middle")
+        j = k + 1 if k + 1 < len(p) else k - 1
+        common = p[j]
+        why = f"Three beeps are {common}, the middle one is beep {j + 1}."
+        return Target(_trace(task, events, synth.ORDINALS[j], why), synth.ORDINALS[j], [])
+    if name == "long_last_ramble":
+        return None  # handled as a ramble by the caller
+    raise KeyError(name)
+
+
+def _random_slip(item: dict, events: list[synth.Event], rng: np.random.Generator) -> Target | None:
+    """One mis-heard claim (a pitch, length, loudness or kind, or a missed beep), followed to its answer."""
+    task, answer, choices = item["sub-category"], item["answer"], item["choices"]
+    for _ in range(8):
+        if not events:
+            heard = [synth.Event("tone", 0.5, 0.1, 0.5, "loud", "middle", "short", 900.0)]
+        else:
+            heard = list(events)
+            k = int(rng.integers(len(heard)))
+            ev = heard[k]
+            if task == "count":
+                del heard[k]
+            elif task == "sound_type":
+                kinds = [x for x in ("tone", "noise", "chirp") if x != ev.kind]
+                kind = str(rng.choice(kinds))
+                extra = {"pitch": "middle", "length": "short", "freq": 900.0} if kind == "tone" else {}
+                if kind == "chirp":
+                    extra = {"f_start": 300.0, "f_end": 2500.0}
+                heard[k] = synth.Event(kind, ev.onset, ev.duration, ev.peak, ev.level, **extra)
+            elif task == "loudness":
+                heard[k] = dataclasses.replace(ev, level="quiet" if ev.level == "loud" else "loud")
+            elif task == "longest":
+                heard[k] = dataclasses.replace(ev, length="short" if ev.length == "long" else "long")
+            else:
+                others = [p for p in synth.PITCH_ORDER if p != ev.pitch]
+                if task == "high_low_difference":
+                    others = [_OPPOSITE[ev.pitch]]
+                heard[k] = dataclasses.replace(ev, pitch=str(rng.choice(others)))
+        target = _perceived(task, heard, answer, choices)
+        if target is not None:
+            return target
+    return None
+
+
+def _ramble(trace: str, why: str, rng: np.random.Generator) -> str:
+    """Insert 2-3 filler sentences between the trace's sentences, and repeat the derivation if any."""
+    sentences = trace.split(". ")
+    sentences = [s if s.endswith(".") else s + "." for s in sentences]
+    n = int(rng.integers(2, 4))
+    for _ in range(n):
+        pos = int(rng.integers(1, len(sentences)))  # never before the first claim, never after the end
+        sentences.insert(pos, str(rng.choice(FILLERS)))
+    if why:
+        sentences.insert(len(sentences) - 1, why)  # repeated word for word right before the conclusion
+    return " ".join(sentences)
+
+
+def think_target(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> Target:
+    """The teacher's ``<think>`` trace and answer for one item (a synth-aqa item dict with ``events``)."""
+    task, answer = item["sub-category"], item["answer"]
+    events = synth.events_from_item(item)
+    gold_why = (synth.derive(task, events) or ("", ""))[1]
+    target = Target(item["reasoning"], answer, [])
+    ramble = rng.random() < cfg.ramble_rate
+    name = systematic_flaw(item)
+    if name in cfg.systematic and rng.random() < cfg.systematic_rate:
+        if name == "long_last_ramble":
+            ramble = True
+        elif (flawed := _apply_systematic(name, item, events)) is not None:
+            target = Target(flawed.trace, flawed.answer, [name])
+    if not target.flaws:
+        r = rng.random()
+        if r < cfg.slip_rate:
+            if (slipped := _random_slip(item, events, rng)) is not None:
+                target = Target(slipped.trace, slipped.answer, ["slip"])
+        elif r < cfg.slip_rate + cfg.inconsistent_rate:
+            wrong = [c for c in item["choices"] if c != answer]
+            w = str(rng.choice(wrong))
+            trace = item["reasoning"].rsplit("So the answer is ", 1)[0] + f"So the answer is {w}."
+            target = Target(trace, w, ["inconsistent"])
+    if ramble:
+        target = Target(_ramble(target.trace, gold_why, rng), target.answer, [*target.flaws, "ramble"])
+    return target
+
+
+def direct_kept(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> bool:
+    """Whether a direct (no-think) answer is kept for this item's difficulty (else shown with a trace)."""
+    return rng.random() < cfg.direct_share[item["difficulty"]]
