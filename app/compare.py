@@ -19,6 +19,7 @@ from .ui import user_error
 
 REASONING_TAGS = [("<think>", "</think>")]
 STREAM_INTERVAL_S = 0.05
+ASK_LABEL = "Ask both"
 
 
 def display_text(raw: str) -> str:
@@ -164,7 +165,7 @@ def build() -> list[Any]:
             pair = gr.Radio(
                 list(service.PAIRS), value="think vs no-think", label="Compare", elem_id="cmp-pair"
             )
-            ask_btn = gr.Button("Ask both", variant="primary", elem_id="cmp-ask")
+            ask_btn = gr.Button(ASK_LABEL, variant="primary", elem_id="cmp-ask")
         with gr.Column(scale=3):
             with gr.Row(equal_height=True):
                 chat_l, stats_l = _answer_column("Model A", "left")
@@ -188,7 +189,11 @@ def build() -> list[Any]:
     buttons = [v_left, v_right, v_tie, v_bad]
     for trigger in (audio.upload, audio.stop_recording):
         trigger(check_audio, audio, None, api_visibility="private", show_progress="hidden")
-    ask_btn.click(
+    # Ask is disabled from the click until the answers are in (or refused): one click, one comparison
+    asked = ask_btn.click(
+        lambda: gr.update(interactive=False, value="Answering…"), None, ask_btn, queue=False,
+        api_visibility="private", show_progress="hidden",
+    ).then(
         ask,
         [audio, question, choices, pair],
         [state, chat_l, stats_l, chat_r, stats_r, *buttons, result],
@@ -196,7 +201,10 @@ def build() -> list[Any]:
         api_visibility="undocumented",
         concurrency_id="model",
         concurrency_limit=service.GENERATION_CONCURRENCY,
-    )
+    )  # fmt: skip
+    for after in (asked.success, asked.failure):  # enabled again whether the answers came or an error
+        after(lambda: gr.update(interactive=True, value=ASK_LABEL), None, ask_btn, queue=False,
+              api_visibility="private", show_progress="hidden")  # fmt: skip
     for btn, choice in zip(buttons, ("left", "right", "tie", "both_bad"), strict=True):
         btn.click(
             _voter(choice),

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from audio_thinker import synth
@@ -566,7 +566,7 @@ def _save_comparison(
             lambda ans=ans, raw=raw, side=side: st.add_generation(
                 item.id, comp.model, side.mode, raw,
                 think=(ans.think or None) if ans else None, answer=(ans.answer or None) if ans else None,
-                completion_tokens=side.tokens, latency_s=round(side.compute_s, 4), run="studio",
+                completion_tokens=side.tokens, latency_s=round(side.compute_s, 4), run="studio", reuse=True,
             )
         )  # fmt: skip
         side.generation_id = gen.id
@@ -963,18 +963,7 @@ def progress(user: str) -> dict:
                     .group_by(Rating.status)
                 ).all()
             )
-            rated = (
-                select(Rating.id)
-                .join(Annotator, Rating.annotator_id == Annotator.id)
-                .where(and_(Rating.generation_id == Generation.id, Annotator.name == user,
-                            Rating.status != "draft"))
-            )  # fmt: skip
-            todo = s.scalar(
-                select(func.count())
-                .select_from(Generation)
-                .join(Item, Generation.item_id == Item.id)
-                .where(Generation.think.is_not(None), ~exists(rated), Store._visible(user))
-            )
+        todo = st.rating_queue_size(user)
         return {
             "submitted": int(by_status.get("submitted", 0)),
             "draft": int(by_status.get("draft", 0)),

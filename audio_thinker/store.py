@@ -890,8 +890,12 @@ class Store:
         latency_s: float | None = None,
         run: str | None = None,
         step: int | None = None,
+        reuse: bool = False,
     ) -> Generation:
-        """Store a model output. ``think``/``answer`` default to ``rewards.parse_completion(raw_text)``."""
+        """Store a model output. ``think``/``answer`` default to ``rewards.parse_completion(raw_text)``.
+
+        With ``reuse``, an identical output already stored (same item, model, mode, raw text and run) is
+        returned instead of a copy (the studio asking the same question about the same clip again)."""
         from audio_thinker.rewards import parse_completion
 
         model_ = _text(model, "model", MAX_MODEL_CHARS)
@@ -910,6 +914,15 @@ class Store:
         def work(session: Session) -> Generation:
             if session.get(Item, item_id) is None:
                 raise NotFoundError(f"no item with id {item_id}")
+            if reuse:
+                existing = session.scalar(
+                    select(Generation).where(
+                        Generation.item_id == item_id, Generation.model == model_, Generation.mode == mode_,
+                        Generation.raw_text == raw, Generation.run == run_ if run_ is not None else Generation.run.is_(None),
+                    ).order_by(Generation.id).limit(1)
+                )  # fmt: skip
+                if existing is not None:
+                    return existing
             generation = Generation(
                 item_id=item_id, model=model_, mode=mode_, raw_text=raw, think=think_, answer=answer_,
                 completion_tokens=tokens, latency_s=latency, run=run_, step=step_,
@@ -1075,6 +1088,38 @@ class Store:
         with self.session() as session:
             return [(rating, question) for rating, question in session.execute(query).all()]
 
+    def _queue_conditions(self, name: str) -> list[Any]:
+        """What puts a generation (joined with its item) in ``name``'s queue: a think trace of an item they
+        may see, the first of its identical copies (same item and raw text), none of which they rated (a
+        draft does not count)."""
+        twin = aliased(Generation)
+        same = (twin.item_id == Generation.item_id, twin.raw_text == Generation.raw_text)
+        earlier_twin = select(twin.id).where(*same, twin.id < Generation.id)
+        rated_twin = (
+            select(Rating.id)
+            .join(twin, Rating.generation_id == twin.id)
+            .join(Annotator, Rating.annotator_id == Annotator.id)
+            .where(*same, Annotator.name == name, Rating.status != "draft")
+        )
+        return [
+            Generation.think.is_not(None),
+            self._visible(name),
+            ~exists(earlier_twin),
+            ~exists(rated_twin),
+        ]
+
+    def rating_queue_size(self, annotator: str | Annotator) -> int:
+        """How many generations :meth:`rating_queue` holds for ``annotator`` (without a limit)."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+        query = (
+            select(func.count())
+            .select_from(Generation)
+            .join(Item, Generation.item_id == Item.id)
+            .where(*self._queue_conditions(name))
+        )
+        with self.session() as session:
+            return int(session.scalar(query) or 0)
+
     def rating_queue(
         self,
         annotator: str | Annotator,
@@ -1084,7 +1129,8 @@ class Store:
         pool: int = 500,
     ) -> list[Generation]:
         """Generations with a think trace that ``annotator`` has not yet rated (a draft does not count), of
-        items they may see (shared, or their own uploads).
+        items they may see (shared, or their own uploads); identical copies of a trace (same item and raw
+        text) count once: only the first is queued, and none once any of them is rated.
 
         Oldest first; with ``score`` (e.g. the reward model's uncertainty), the ``pool`` oldest candidates
         are ranked by descending score and the first ``limit`` returned. Items and clips are loaded.
@@ -1093,15 +1139,10 @@ class Store:
         for field, value in (("limit", limit), ("pool", pool)):
             if _number(value, field, integer=True) is None:
                 raise ValueError(f"{field} must be a non-negative integer")
-        rated = (
-            select(Rating.id)
-            .join(Annotator, Rating.annotator_id == Annotator.id)
-            .where(Rating.generation_id == Generation.id, Annotator.name == name, Rating.status != "draft")
-        )
         query = (
             select(Generation)
             .join(Item, Generation.item_id == Item.id)
-            .where(Generation.think.is_not(None), ~exists(rated), self._visible(name))
+            .where(*self._queue_conditions(name))
             .order_by(Generation.id)
             .limit(max(pool, limit) if score is not None else limit)
         )

@@ -399,8 +399,10 @@ def test_api_compare_vote_rate_export(server, configured, workdir, example):
     a, b = r["a"], r["b"]
     assert (a["mode"], b["mode"]) == ("think", "no-think") and a["output_mode"] == "think" and a["think"]
     assert a["completion_tokens"] > b["completion_tokens"] > 0 and a["latency_s"] > 0
-    with db(workdir) as con:
-        assert con.execute("select count(*) from generations").fetchone()[0] == n_gen + 2
+    with db(workdir) as con:  # asked before (the compare handler test): the identical answers are reused
+        assert con.execute("select count(*) from generations").fetchone()[0] <= n_gen + 2
+        known = {row[0] for row in con.execute("select id from generations")}
+        assert {a["generation_id"], b["generation_id"]} <= known
         clip = con.execute("select hash, ext from clips where hash = ?", (r["clip_hash"],)).fetchone()
         src = con.execute("select source, answer from items where id = ?", (r["item_id"],)).fetchone()
     assert clip is not None and src == ("synth-aqa", item["answer"])  # an example keeps its gold answer

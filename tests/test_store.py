@@ -76,7 +76,9 @@ def store(tmp_path: Path):
 def _seed(store: Store, n: int = 3, *, with_no_think: bool = False) -> list[int]:
     """One item with ``n`` think generations (plus a no-think one); returns the generation ids."""
     item = store.add_item("How many beeps?", ["1", "2", "3"], answer="1", source="synth-aqa")
-    ids = [store.add_generation(item.id, "tiny", "think", THINK).id for _ in range(n)]
+    # distinct traces: identical copies of one trace are queued once (``test_identical_copies_queue_once``)
+    ids = [store.add_generation(item.id, "tiny", "think", THINK.replace("</think>", f" #{k}.</think>")).id
+           for k in range(n)]  # fmt: skip
     if with_no_think:
         ids.append(store.add_generation(item.id, "tiny", "no-think", "<answer>2</answer>").id)
     return ids
@@ -334,6 +336,23 @@ def test_rating_queue(store: Store) -> None:
     assert queue[0].item.question == "How many beeps?"  # loaded for the caller
     store.rate(g2, "alice", status="skipped")
     assert [g.id for g in store.rating_queue("alice")] == [g3]
+
+
+def test_identical_copies_queue_once(store: Store) -> None:
+    item = store.add_item("How many beeps?", ["1", "2"], source="synth-aqa")
+    copies = [
+        store.add_generation(item.id, "tiny", "think", THINK, run=run).id for run in ("a", "b", "studio")
+    ]
+    again = store.add_generation(item.id, "tiny", "think", THINK, run="studio", reuse=True)
+    assert again.id == copies[2] and _count(store, Generation) == 3  # reuse: the studio's copy, not a 4th
+    assert [g.id for g in store.rating_queue("alice")] == [copies[0]] and store.rating_queue_size(
+        "alice"
+    ) == 1
+    store.rate(copies[1], "alice", status="draft")  # a draft of a copy keeps the first queued
+    assert [g.id for g in store.rating_queue("alice")] == [copies[0]]
+    store.rate(copies[2], "alice", consistent=True, quality=0.5)  # rating any copy rates them all
+    assert store.rating_queue("alice") == [] and store.rating_queue_size("alice") == 0
+    assert [g.id for g in store.rating_queue("bob")] == [copies[0]]
 
 
 def test_ratings_filter_by_source(store: Store) -> None:

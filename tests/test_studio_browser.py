@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,35 @@ def test_leaving_with_an_unsaved_rating_asks_first(studio, browser):
     with page.expect_event("close", timeout=10_000):
         page.close(run_before_unload=True)
     assert dialogs == ["beforeunload"]
+
+
+def test_ask_is_disabled_while_answering(studio, browser, monkeypatch):
+    from playwright.sync_api import expect
+
+    from app import service
+
+    url, db_file = studio
+    real, calls = service.compare_stream, []
+
+    def slow_compare_stream(*args, **kwargs):  # counts the runs; slow enough to click again meanwhile
+        calls.append(1)
+        for comp in real(*args, **kwargs):
+            time.sleep(0.05)
+            yield comp
+
+    monkeypatch.setattr(service, "compare_stream", slow_compare_stream)
+    clip, item = next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    page = signed_in(browser, url, "bea")
+    page.locator("#cmp-audio input[type=file]").set_input_files(clip)
+    page.locator("#cmp-question textarea, #cmp-question input").first.fill(item["question"])
+    page.locator("#cmp-choices textarea").fill("\n".join(item["choices"]))
+    expect(page.locator("#cmp-audio audio, #cmp-audio [data-testid^='waveform']").first).to_be_attached()
+    ask = page.locator("#cmp-ask")
+    ask.click(click_count=3)
+    expect(ask).to_be_disabled(timeout=5_000)
+    ask.dispatch_event("click")  # a click the browser lets through anyway does nothing either
+    expect(page.locator("#vote-tie")).to_be_enabled(timeout=120_000)
+    expect(ask).to_be_enabled()
+    page.wait_for_timeout(1500)
+    assert len(calls) == 1
+    page.context.close()

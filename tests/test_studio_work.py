@@ -1,0 +1,98 @@
+"""Issue #17, lost or corrupted work: duplicates and refused ratings/votes, over ``gradio_client`` against
+the real studio server (auth on, a temporary SQLite database, the shipped tiny model)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("studio-work")
+
+
+@pytest.fixture(scope="module")
+def configured(workdir, shipped_lm):
+    import torch
+
+    from app import service
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{workdir / 'ratings.db'}")
+        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
+        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
+        mp.delenv("AUDIO_THINKER_MODEL", raising=False)
+        service.configure(
+            lm=shipped_lm,
+            runs_root=workdir / "runs",
+            reward_model_dir=workdir / "rm",
+            exports_dir=workdir / "exports",
+        )
+        service.warm_up()
+        yield service
+        service.configure(service.Settings())
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def server(configured):
+    from app import studio
+
+    demo, url = studio.serve()
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def example(configured) -> tuple[str, dict]:
+    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
+
+
+def client(url: str, user: str):
+    from gradio_client import Client
+
+    return Client(url, auth=(user, USERS[user]), verbose=False)
+
+
+def count(workdir: Path, table: str) -> int:
+    with sqlite3.connect(workdir / "ratings.db") as con:
+        return con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def ask(c, example) -> dict:
+    from gradio_client import handle_file
+
+    path, item = example
+    return c.predict(handle_file(path), item["question"], "\n".join(item["choices"]), api_name="/compare")
+
+
+def test_identical_traces_are_stored_once_and_queued_once_per_annotator(server, configured, workdir, example):
+    ann, bea, cat = client(server, "ann"), client(server, "bea"), client(server, "cat")
+    first = ask(ann, example)
+    n_gen = count(workdir, "generations")
+    again = ask(ann, example)  # the same clip and question: the same (deterministic) answers
+    theirs = ask(bea, example)
+    ids = lambda r: (r["a"]["generation_id"], r["b"]["generation_id"])  # noqa: E731
+    assert ids(again) == ids(first) == ids(theirs)
+    assert count(workdir, "generations") == n_gen
+    bea.predict(*ids(theirs), "A", api_name="/vote")  # bea was shown it too: she may vote
+    # copies already in a database (an older studio, or two runs importing the same text) queue once
+    st = configured.store()
+    item = st.get_item(first["item_id"])
+    raw = st.get_generation(first["a"]["generation_id"]).raw_text
+    copies = [
+        st.add_generation(item.id, "tiny", "think", raw, run=run).id for run in ("studio", "run-1", "run-2")
+    ]
+    queue = [t["generation_id"] for t in cat.predict(200, api_name="/queue")["traces"]]
+    same = [g for g in queue if g in {first["a"]["generation_id"], *copies}]
+    assert same == [first["a"]["generation_id"]]
+    assert configured.progress("cat")["todo"] == len(queue)
+    cat.predict(first["a"]["generation_id"], True, 0.6, api_name="/rate")
+    queue = [t["generation_id"] for t in cat.predict(200, api_name="/queue")["traces"]]
+    assert not set(queue) & {first["a"]["generation_id"], *copies}
