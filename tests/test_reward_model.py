@@ -192,7 +192,7 @@ def test_human_ratings_outweigh_oracle(store: Store, tmp_path: Path) -> None:
     assert oracle_only.chosen_id == g1.id and oracle_only.weight == 1
 
     store.vote(g1.id, g2.id, "A", "bob")  # votes add human pairs; ties are skipped
-    store.vote(g1.id, g2.id, "tie", "bob")
+    store.vote(g1.id, g2.id, "tie", "carol")
     assert rm.export(store, tmp_path / "t.jsonl", "trl") == 2 * rm.HUMAN_WEIGHT
     rows = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert sum("\nT: That is 1 beep.\n" in r["chosen"] for r in rows) == rm.HUMAN_WEIGHT
