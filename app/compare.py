@@ -91,6 +91,8 @@ def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tu
         user = service.annotator(request)
         if not state or state.get("voted"):
             raise service.UserError("Ask a question first; each comparison takes one vote.")
+        if state.get("cleared"):
+            raise service.UserError("An answer was cleared: ask again to compare and vote.")
         stored = service.screen_vote_to_stored(screen_choice, state["swapped"])
         service.vote(user, state["a"], state["b"], stored, state["swapped"])
         state = {**state, "voted": True}
@@ -119,6 +121,12 @@ PRIVACY_NOTE = (
     "<sub>🔒 Your uploads and recordings are private: only you hear them and rate their traces, unless an "
     "admin shares a clip into the common rating queue.</sub>"
 )
+
+
+def answer_cleared(state: dict | None) -> tuple[Any, ...]:
+    """An answer pane was cleared: nothing left to compare, so no vote until the next Ask."""
+    state = {**state, "cleared": True} if state else None
+    return (state, *_buttons(False), "An answer was cleared: ask again to compare and vote.")
 
 
 def check_audio(audio: str | None) -> None:
@@ -214,5 +222,7 @@ def build() -> list[Any]:
             concurrency_id="db",
             concurrency_limit=service.DB_CONCURRENCY,
         )
+    for chat in (chat_l, chat_r):
+        chat.clear(answer_cleared, [state], [state, *buttons, result], api_visibility="private", queue=False)
     share_btn.click(share_clip, [state], result, api_visibility="private", concurrency_id="db")
     return [share_btn]

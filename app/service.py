@@ -884,7 +884,12 @@ def rate(
     span = tuple(int(x) for x in flawed_span) if flawed_span else None
     if lead_time_s is not None:
         lead_time_s = min(max(float(lead_time_s), 0.0), 24 * 3600.0)
-    _visible_generation(user, generation_id)
+    gen = _visible_generation(user, generation_id)
+    if not (gen.think or "").strip() and (consistent is not None or quality is not None or span):
+        raise UserError(
+            f"Trace {gen.id} has no reasoning (a {gen.mode} answer without <think>): there is nothing to rate "
+            "for consistency or quality."
+        )
     st = store()
     try:
         r = _db(

@@ -245,3 +245,27 @@ def test_ask_is_disabled_while_answering(studio, browser, monkeypatch):
     page.wait_for_timeout(1500)
     assert len(calls) == 1
     page.context.close()
+
+
+def test_no_vote_after_an_answer_pane_is_cleared(studio, browser):
+    from playwright.sync_api import expect
+
+    from app import service
+
+    url, db_file = studio
+    clip, item = next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    page = signed_in(browser, url, "ann")
+    page.locator("#cmp-audio input[type=file]").set_input_files(clip)
+    page.locator("#cmp-question textarea, #cmp-question input").first.fill(item["question"])
+    page.locator("#cmp-choices textarea").fill("\n".join(item["choices"]))
+    expect(page.locator("#cmp-audio audio, #cmp-audio [data-testid^='waveform']").first).to_be_attached()
+    page.locator("#cmp-ask").click()
+    expect(page.locator("#vote-tie")).to_be_enabled(timeout=120_000)
+    votes = rows(db_file, "select count(*) from votes")[0][0]
+    page.locator("#cmp-left").get_by_label("Clear").first.click()
+    expect(page.locator("#vote-tie")).to_be_disabled()
+    for vote in ("#vote-left", "#vote-right", "#vote-tie", "#vote-bad"):
+        page.locator(vote).dispatch_event("click")  # even a click that gets through is refused
+    page.wait_for_timeout(1500)
+    assert rows(db_file, "select count(*) from votes")[0][0] == votes
+    page.context.close()

@@ -96,3 +96,22 @@ def test_identical_traces_are_stored_once_and_queued_once_per_annotator(server, 
     cat.predict(first["a"]["generation_id"], True, 0.6, api_name="/rate")
     queue = [t["generation_id"] for t in cat.predict(200, api_name="/queue")["traces"]]
     assert not set(queue) & {first["a"]["generation_id"], *copies}
+
+
+def test_no_think_answers_take_no_consistency_or_quality_rating(server, configured, workdir, example):
+    from gradio_client.exceptions import AppError
+
+    bea = client(server, "bea")
+    r = ask(bea, example)
+    no_think = r["b"]["generation_id"]
+    assert r["b"]["mode"] == "no-think" and not r["b"]["think"]
+    before = count(workdir, "ratings")
+    for args in (
+        (no_think, True, 0.8),
+        (no_think, False, None, None, None, "", "draft"),
+        (no_think, None, 0.3, None, None, "", "draft"),
+    ):
+        with pytest.raises(AppError, match="no reasoning"):
+            bea.predict(*args, api_name="/rate")
+    assert count(workdir, "ratings") == before
+    assert no_think not in {t["generation_id"] for t in bea.predict(200, api_name="/queue")["traces"]}
