@@ -120,7 +120,8 @@ class Settings:
     oauth: bool = False
     runs_root: Path = Path("runs")
     reward_model_dir: Path = Path("annotations/reward_model")
-    exports_dir: Path = Path("annotations/exports")
+    exports_dir: Path = Path("annotations/exports")  # no longer written (exports are per request, private);
+    # kept so that older files there stay unserved (``private_roots``)
     lm: AudioLM | None = None  # an already loaded model (tests), else loaded from model_path
 
     @classmethod

@@ -91,6 +91,8 @@ def test_non_admins_see_no_server_paths_other_annotators_or_admin_controls(studi
     page = signed_in(browser, url, "bea")
     notice = page.locator("#studio-notice").inner_text()
     assert str(db_file.parent) not in notice and "ratings.db" not in notice and "sqlite" not in notice
+    expect(page.locator("#cmp-privacy")).to_contain_text("private")  # the upload form says who hears it
+    expect(page.locator("#cmp-share")).to_be_hidden()
     page.get_by_role("tab", name="Reward model").click()
     expect(page.locator("#rm-overview")).to_contain_text("ratings")
     for table in ("#rm-counts", "#rm-kappa"):
@@ -100,6 +102,10 @@ def test_non_admins_see_no_server_paths_other_annotators_or_admin_controls(studi
     expect(page.locator("#rate-header")).to_be_visible()
     expect(page.locator("#rate-import")).to_be_hidden()
     assert "ann's private comment" not in page.content()
+    page.locator("#sign-out").click()  # signing out ends the session: the sign-in form again
+    expect(page.get_by_label("username")).to_be_visible()
+    page.goto(url)
+    expect(page.get_by_label("username")).to_be_visible()
     page.context.close()
     # the admin still sees all of it
     page = signed_in(browser, url, "ann")
