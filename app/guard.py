@@ -155,6 +155,11 @@ def file_allowed(scope: dict, requested: str) -> bool:
     return not any(_inside(path, root) for root in service.private_roots())
 
 
+FILE_ROUTES = ("/file=", "/file/")
+"""The parts of Gradio's file-serving URLs after which the file's path follows (``/gradio_api/file=<path>``
+and the older ``/gradio_api/file/<path>``)."""
+
+
 class StudioGuard:
     """ASGI middleware: see the module docstring."""
 
@@ -169,10 +174,11 @@ class StudioGuard:
         token = client_address.set(str(client[0]) if client else None)
         try:
             path = scope.get("path", "")
-            denied = scope["type"] == "http" and "/file=" in path
-            if denied and not file_allowed(scope, path.split("/file=", 1)[1]):
-                await PlainTextResponse("Not found.", status_code=404)(scope, receive, send)
-                return
+            if scope["type"] == "http":
+                for marker in FILE_ROUTES:
+                    if marker in path and not file_allowed(scope, path.split(marker, 1)[1]):
+                        await PlainTextResponse("Not found.", status_code=404)(scope, receive, send)
+                        return
             await self.app(scope, receive, send)
         finally:
             client_address.reset(token)

@@ -119,11 +119,20 @@ def test_one_vote_per_comparison_and_user_only_on_what_they_were_shown(server, c
 # ----------------------------------------------------------------------------------------------- exports
 
 
-def _get(url: str, c, path: str):
-    """GET a server file as the signed-in user of client ``c`` (its session cookie)."""
+class _Fetched:
+    def __init__(self, codes: list[int]) -> None:
+        self.codes = codes
+        self.status_code = 200 if 200 in codes else codes[0]  # 200 when any of Gradio's file routes served it
+
+
+def _get(url: str, c, path: str) -> _Fetched:
+    """GET a server file as the signed-in user of client ``c`` (its session cookie), through both of
+    Gradio's file routes (``/file=`` and the older ``/file/``)."""
     import httpx
 
-    return httpx.get(f"{url.rstrip('/')}/gradio_api/file={path}", cookies=c.cookies, timeout=30)
+    base = url.rstrip("/")
+    routes = (f"{base}/gradio_api/file={path}", f"{base}/gradio_api/file/{path}")
+    return _Fetched([httpx.get(r, cookies=c.cookies, timeout=30).status_code for r in routes])
 
 
 def test_exports_are_only_for_the_user_who_asked(server, configured, workdir, example):
