@@ -94,7 +94,7 @@ class GRPOConfig:
     scale_rewards: str = "group"
     num_iterations: int = 1  # μ
     w_consistency: float = 0.5
-    w_format: float = 0.5
+    w_format: float | None = None  # None: 0.5 with ATAR (Eq. 7), 1 in the R1-AQA sets (grpo, grpo-nothink)
     w_quality: float = 1.0
     lora: bool = False
     lora_r: int = 8
@@ -105,7 +105,6 @@ class GRPOConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     save_every: int = 50
-    log_every: int = 1
     log_with: str = "tensorboard"
     eval_per_task: int = 20
     eval_seed: int = 90210
@@ -210,8 +209,8 @@ def score_completions(
     r_a = atar(think, correct, step, cfg.max_steps) if use_atar else [float(c) for c in correct]
     w_c = cfg.w_consistency if use_rc else 0.0
     w_t = cfg.w_quality if use_rt else 0.0
-    # the R1-AQA recipe (no ATAR) adds accuracy and format with weight 1
-    w_f = cfg.w_format if use_atar else 1.0
+    # unless set, the R1-AQA recipe (no ATAR) adds accuracy and format with weight 1, Eq. 7 weighs format 0.5
+    w_f = cfg.w_format if cfg.w_format is not None else (0.5 if use_atar else 1.0)
     total = [
         total_reward(a, c, f, t, w_c=w_c, w_f=w_f, w_t=w_t)
         for a, c, f, t in zip(r_a, r_c, r_f, r_t, strict=True)

@@ -93,6 +93,16 @@ def _table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def error_change(before: float, after: float) -> str:
+    """How an error rate moved, in words: "cut by 25%", "up 300%", "unchanged"."""
+    if before == after:
+        return "unchanged"
+    if before == 0:
+        return "up from zero"
+    change = (after - before) / before
+    return f"cut by {-change:.0%}" if change < 0 else f"up {change:.0%}"
+
+
 def write_report(cfg) -> Path:
     """Evaluate the starting model and ``out/final``; write plots and ``out/report.md``.
 
@@ -140,11 +150,10 @@ def write_report(cfg) -> Path:
     start_think, final_adapt = results.get("start", {}).get("think"), results.get("final", {}).get("adaptive")
     if start_think and final_adapt:
         err0, err1 = 1 - start_think["accuracy"], 1 - final_adapt["accuracy"]
-        cut = (err0 - err1) / err0 if err0 else 0.0
         ratio = final_adapt["mean_completion_tokens"] / max(1e-9, start_think["mean_completion_tokens"])
         lines += [
             f"Final model (adaptive) against the starting model (think): error rate {err0:.3f} → {err1:.3f} "
-            f"({cut:+.0%} cut), mean completion tokens × {ratio:.2f}.",
+            f"({error_change(err0, err1)}), mean completion tokens × {ratio:.2f}.",
             "",
         ]
     lines += [

@@ -63,6 +63,14 @@ def test_grpo_reward_set_is_accuracy_plus_format():
         judge=make_judge("oracle"),
     )
     assert s["total"] == [2.0, 0.0]
+    # an explicit --w-format is used, not silently replaced by the recipe's 1
+    s = score_completions(
+        [f"<think>x</think><answer>{it['answer']}</answer>"],
+        [it],
+        cfg=GRPOConfig(reward_set="grpo", w_format=0.25),
+        step=0,
+    )
+    assert s["total"] == [1.25]
 
 
 def test_atar_reward_set_ignores_judge_terms():
