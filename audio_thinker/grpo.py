@@ -305,7 +305,8 @@ def completion_logprobs(
     logits = model.lm_head(hidden).float() / temperature
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    with torch.no_grad():  # logged only: no second vocab-sized tensor kept for backward
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
 
 
