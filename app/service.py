@@ -843,12 +843,10 @@ def _visible_generation(user: str, generation_id: Any) -> Generation:
         gid = int(generation_id)
     except (TypeError, ValueError):
         raise UserError(f"No trace {generation_id!r}.") from None
-    if not _db(lambda: st.can_see(gid, user)):
+    gen = _db(lambda: st.visible_generation(gid, user))
+    if gen is None:
         raise UserError(f"No trace {gid} in your queue.")
-    try:
-        return _db(lambda: st.get_generation(gid))
-    except NotFoundError as err:
-        raise UserError(f"No trace {gid} in your queue.") from err
+    return gen
 
 
 def share(user: str, item_id: int, shared: bool = True) -> dict:

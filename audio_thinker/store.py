@@ -856,16 +856,21 @@ class Store:
         owner = select(Annotator.id).where(Annotator.name == name).scalar_subquery()
         return or_(Item.shared == true(), Item.owner_id == owner)
 
-    def can_see(self, generation_id: int, annotator: str | Annotator) -> bool:
-        """Whether ``annotator`` may see (and rate) a generation: its item is shared or theirs."""
+    def visible_generation(self, generation_id: int, annotator: str | Annotator) -> Generation | None:
+        """The generation (item and clip loaded) if ``annotator`` may see and rate it (its item is shared or
+        theirs), else None, whether or not it exists."""
         name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
         query = (
-            select(Generation.id)
+            select(Generation)
             .join(Item, Generation.item_id == Item.id)
             .where(Generation.id == generation_id, self._visible(name))
         )
         with self.session() as session:
-            return session.scalar(query) is not None
+            return session.scalar(query)
+
+    def can_see(self, generation_id: int, annotator: str | Annotator) -> bool:
+        """Whether ``annotator`` may see (and rate) a generation: its item is shared or theirs."""
+        return self.visible_generation(generation_id, annotator) is not None
 
     def get_item(self, item_id: int) -> Item:
         """An item (with its clip loaded)."""
