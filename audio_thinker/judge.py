@@ -958,7 +958,7 @@ def _clean(text: str) -> str:
 
 @register_judge("llm")
 class LLMJudge:
-    """A prompted causal LM as the judge (see the section comment above and the README).
+    """A prompted causal LM as the judge (see the section comment above and docs/judge.md).
 
     ``path``: any HF causal-LM id or folder (default: the paper's Qwen3-8B-Base); or pass a built
     ``model`` and ``tokenizer``. ``scoring``: "logits" (candidate probabilities, default) or "generate"
