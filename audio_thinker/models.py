@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,40 @@ def default_model_path() -> str:
     return os.environ.get(MODEL_ENV) or str(TINY_MODEL_DIR)
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_model_source(path: str | os.PathLike) -> str:
+    """``path`` if it can be loaded: a local folder, or a hub id that is cached or downloadable now.
+
+    Raises ValueError with a one-line reason otherwise: a local path that does not exist, a malformed id,
+    or a hub id that is not cached while the hub cannot be reached (no retries: one request, 10 s).
+    """
+    path = str(path)
+    if Path(path).expanduser().is_dir():
+        return path
+    if not _HUB_ID.match(path):
+        raise ValueError(
+            f"no model folder at {path!r} (and it is not a hub id such as 'Qwen/Qwen2-Audio-7B-Instruct')"
+        )
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return path  # in the local cache
+    reason = "the hub is off (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else None
+    if reason is None:
+        try:
+            HfApi().model_info(path, timeout=10)
+        except Exception as err:  # connection, auth or not found: one line, no retry storm
+            reason = f"the hub cannot serve it ({type(err).__name__})"
+    if reason:
+        raise ValueError(
+            f"cannot load {path!r}: no such folder, and as a hub id it is not in the local cache and {reason}; "
+            f"download it where the hub is reachable (hf download {path}) or pass a local folder"
+        )
+    return path
+
+
 def load_policy(
     path: str | os.PathLike | None = None,
     *,
@@ -343,7 +378,7 @@ def load_policy(
     """
     from transformers import AutoConfig, AutoProcessor
 
-    path = str(path or default_model_path())
+    path = check_model_source(path or default_model_path())
     adapter = Path(path) / "adapter_config.json"
     if adapter.exists():  # a PEFT adapter: load its base, then merge the adapter for inference
         import json

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .grpo import GRPOConfig, resume_point, train
+from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -98,6 +99,7 @@ def main(argv=None) -> None:
         )
     try:
         resume_point(cfg)
+        check_model_source(cfg.model or default_model_path())
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     result = train(cfg)

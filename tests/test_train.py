@@ -79,3 +79,23 @@ def test_bad_configs_are_refused_with_the_reason(tmp_path):
 def test_every_config_field_has_a_flag():
     flags = {a.dest for a in _parser()._actions}
     assert {f.name for f in dataclasses.fields(GRPOConfig)} <= flags
+
+
+def test_a_model_that_cannot_be_loaded_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from audio_thinker.train import main
+
+    args = ["--out", str(tmp_path / "run"), "--max-steps", "1"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--model", str(tmp_path / "no-such-model")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and "no model folder at" in err
+    # a hub id that is not cached, with the hub unreachable: said at once, with what to do
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--model", "Qwen/Qwen2-Audio-7B-Instruct"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert "not in the local cache" in err and "hf download Qwen/Qwen2-Audio-7B-Instruct" in err
+    assert not (tmp_path / "run").exists()
