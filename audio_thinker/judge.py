@@ -821,6 +821,24 @@ __all__ += [
 
 DEFAULT_LLM_JUDGE = "Qwen/Qwen3-8B-Base"
 
+
+def llm_judge_source(path: str | None) -> str:
+    """The llm judge's model (``path`` or the paper's default), checked loadable; else a one-line ValueError
+    that says what the default weighs and how to pick another."""
+    from .models import check_model_source
+
+    try:
+        return check_model_source(path or DEFAULT_LLM_JUDGE)
+    except ValueError as err:
+        hint = (
+            ""
+            if path
+            else f" (the llm judge defaults to the paper's {DEFAULT_LLM_JUDGE}, an 8B model of about 16 GB; "
+            "--judge-model picks another causal LM)"
+        )
+        raise ValueError(f"{err}{hint}") from None
+
+
 CONSISTENCY_PROMPT = (
     "Below are a question about an audio clip, a student's step-by-step reasoning about the clip, and the "
     "student's final answer. You cannot hear the clip. Do not judge whether the answer is correct. Judge "
@@ -992,7 +1010,7 @@ class LLMJudge:
         if max_prompt_tokens < 64:
             raise ValueError("max_prompt_tokens must be at least 64")
         if model is None:
-            path = path or DEFAULT_LLM_JUDGE
+            path = llm_judge_source(path)
             from transformers import AutoModelForCausalLM
 
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")

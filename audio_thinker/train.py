@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .grpo import GRPOConfig, resume_point, train
+from .judge import llm_judge_source
 from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -100,6 +101,8 @@ def main(argv=None) -> None:
     try:
         resume_point(cfg)
         check_model_source(cfg.model or default_model_path())
+        if cfg.judge == "llm":
+            llm_judge_source(cfg.judge_model)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     result = train(cfg)

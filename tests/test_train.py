@@ -98,4 +98,9 @@ def test_a_model_that_cannot_be_loaded_is_a_one_line_error(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err
     assert "not in the local cache" in err and "hf download Qwen/Qwen2-Audio-7B-Instruct" in err
+    # the llm judge's default is an 8B download: said so, with the flag that picks another
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--judge", "llm"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and "8B model" in err and "--judge-model" in err
     assert not (tmp_path / "run").exists()
