@@ -356,7 +356,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(random_model_dir, tmp_
             assert torch.equal(value, ob["state"][k][name]), (k, name)
 
 
-def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, capsys):
+def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, capsys, monkeypatch):
     from audio_thinker.train import main
 
     out = tmp_path / "run"
@@ -384,9 +384,15 @@ def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, cap
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "finished at step 3" in err and "--max-steps" in err
-    main([*args, "--max-steps", "4", "--resume", "latest"])  # a larger --max-steps continues the run
+    from audio_thinker import report
+
+    plotted = []
+    monkeypatch.setattr(report, "_curves", lambda history, *a: plotted.append([h["step"] for h in history]))
+    # a larger --max-steps continues the run; its report plots every step, not only the resumed one
+    main([*args, "--max-steps", "4", "--resume", "latest", "--eval-per-task", "1"])
     steps = [json.loads(x)["step"] for x in (out / "history.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+    assert plotted and all(p == [1, 2, 3, 4] for p in plotted)
 
 
 def test_lora_run_saves_a_loadable_merged_model(random_model_dir, tmp_path):
