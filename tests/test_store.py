@@ -323,6 +323,29 @@ def test_votes_validation(store: Store) -> None:
     ]  # fmt: skip
 
 
+def test_one_vote_per_pair_and_annotator_under_concurrency(store: Store) -> None:
+    """Twenty threads of one annotator voting on one pair (in both orders) leave one vote: the unique index
+    plus the retry turn racing inserts into updates; another annotator keeps their own vote."""
+    a, b = _seed(store, 2)
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            barrier.wait()
+            store.vote(*((a, b) if k % 2 else (b, a)), "A", "bob")
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.vote(a, b, "tie", "carol")
+    assert errors == [] and sorted(v.annotator for v in store.votes()) == ["bob", "carol"]
+
+
 def test_rating_queue(store: Store) -> None:
     g1, g2, g3, no_think = _seed(store, 3, with_no_think=True)
     store.rate(g1, "alice", consistent=True, quality=0.5)
