@@ -395,10 +395,28 @@ def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, cap
     assert plotted and all(p == [1, 2, 3, 4] for p in plotted)
 
 
-def test_lora_run_saves_a_loadable_merged_model(random_model_dir, tmp_path):
-    from audio_thinker.inference import AudioLM
+def test_lora_run_saves_a_loadable_merged_model(tmp_path):
+    """A LoRA run's ``final`` is the base with the trained adapter merged in: the linear layers LoRA
+    targets moved, nothing else did, and it loads and answers like any model folder. (The shipped model,
+    whose completions differ in reward, so the advantages and the adapter's update are not zero.)"""
+    from pathlib import Path
 
-    res = grpo.train(_cfg(tmp_path, random_model_dir, max_steps=1, lora=True, save_every=0))
+    from safetensors.torch import load_file
+
+    from audio_thinker.inference import AudioLM
+    from audio_thinker.models import TINY_MODEL_DIR
+
+    cfg = _cfg(tmp_path, str(TINY_MODEL_DIR), max_steps=2, lora=True, save_every=0, max_new_tokens=24)
+    res = grpo.train(cfg)
+    assert any(h["grad_norm"] > 0 for h in res["history"])
+    base = load_file(TINY_MODEL_DIR / "model.safetensors")
+    final = load_file(Path(res["final"]) / "model.safetensors")
+    assert final.keys() == base.keys() and not any("lora" in k for k in final)  # merged, no adapter left
+    moved = {k for k in base if not torch.equal(base[k], final[k])}
+    # linear weights only (all-linear: attention, MLP, projector; not the LM head), never biases, norms, embeddings
+    assert moved and all(k.endswith(".weight") and "norm" not in k and "embed" not in k for k in moved)
+    assert not any(k.startswith("lm_head") for k in moved)
+    assert any("language_model" in k for k in moved) and any("audio_tower" in k for k in moved)
     lm = AudioLM.from_pretrained(res["final"])
     item, audio = synth.generate_item("count", 1, 0)
     assert lm.answer(audio, item["question"], item["choices"], "think").completion_tokens > 0
