@@ -206,7 +206,9 @@ def render_completion(think: str | None, answer: str | None, reference: str | No
 def render(request: JudgeRequest, *, reference: bool = True) -> tuple[str, str]:
     """``(prompt, completion)`` of a judge request: what export, training and scoring all read."""
     ref = reference_text(request.item) if reference else None
-    return render_prompt(request.question, request.choices), render_completion(request.think, request.answer, ref)
+    return render_prompt(request.question, request.choices), render_completion(
+        request.think, request.answer, ref
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,7 +247,12 @@ class Pair:
     rejected_quality: float | None = None
 
     def trl_row(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected, "margin": self.margin}
+        return {
+            "prompt": self.prompt,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "margin": self.margin,
+        }
 
 
 def _source_weight(source: str) -> int:
@@ -260,11 +267,15 @@ def _check_sources(sources: Iterable[str] | None) -> tuple[str, ...] | None:
     out = tuple(s.strip() for s in sources if s.strip())
     bad = [s for s in out if s not in RATING_SOURCES]
     if bad or not out:
-        raise RewardModelError(f"unknown rating source(s) {bad or list(sources)}; choose from {list(RATING_SOURCES)}")
+        raise RewardModelError(
+            f"unknown rating source(s) {bad or list(sources)}; choose from {list(RATING_SOURCES)}"
+        )
     return out
 
 
-def collect_traces(store: Any, sources: Iterable[str] | None = None, *, reference: bool = True) -> list[Trace]:
+def collect_traces(
+    store: Any, sources: Iterable[str] | None = None, *, reference: bool = True
+) -> list[Trace]:
     """Submitted ratings of think traces, aggregated per generation (human ratings weigh more)."""
     sources_ = _check_sources(sources)
     grouped: dict[int, list[Any]] = defaultdict(list)
@@ -285,9 +296,15 @@ def collect_traces(store: Any, sources: Iterable[str] | None = None, *, referenc
         )
         traces.append(
             Trace(
-                generation_id=gid, item_id=first.item_id, prompt=prompt, completion=completion,
-                consistent=int(consistent >= 0.5), quality=round(quality, 4), weight=int(weights.max()),
-                sources=tuple(sorted({r.source for r in recs})), run=first.run,
+                generation_id=gid,
+                item_id=first.item_id,
+                prompt=prompt,
+                completion=completion,
+                consistent=int(consistent >= 0.5),
+                quality=round(quality, 4),
+                weight=int(weights.max()),
+                sources=tuple(sorted({r.source for r in recs})),
+                run=first.run,
             )  # fmt: skip
         )
     return traces
@@ -311,14 +328,23 @@ def vote_pairs(store: Any, *, reference: bool = True) -> list[Pair]:
             parsed = parse_completion(raw)
             rendered.append(
                 render(
-                    JudgeRequest(v.question, v.choices, parsed.think or "", parsed.answer or "", metas[v.item_id]),
+                    JudgeRequest(
+                        v.question, v.choices, parsed.think or "", parsed.answer or "", metas[v.item_id]
+                    ),
                     reference=reference,
                 )
             )
         pairs.append(
             Pair(
-                item_id=v.item_id, prompt=rendered[0][0], chosen=rendered[0][1], rejected=rendered[1][1],
-                margin=VOTE_MARGIN, weight=HUMAN_WEIGHT, origin="vote", chosen_id=win_id, rejected_id=lose_id,
+                item_id=v.item_id,
+                prompt=rendered[0][0],
+                chosen=rendered[0][1],
+                rejected=rendered[1][1],
+                margin=VOTE_MARGIN,
+                weight=HUMAN_WEIGHT,
+                origin="vote",
+                chosen_id=win_id,
+                rejected_id=lose_id,
             )  # fmt: skip
         )
     return pairs
@@ -340,10 +366,17 @@ def build_pairs(traces: Sequence[Trace], votes: Sequence[Pair] = (), *, min_gap:
                 hi, lo = (a, b) if a.quality > b.quality else (b, a)
                 pairs.append(
                     Pair(
-                        item_id=item_id, prompt=hi.prompt, chosen=hi.completion, rejected=lo.completion,
-                        margin=round(gap, 4), weight=max(hi.weight, lo.weight), origin="ratings",
-                        chosen_id=hi.generation_id, rejected_id=lo.generation_id,
-                        chosen_quality=hi.quality, rejected_quality=lo.quality,
+                        item_id=item_id,
+                        prompt=hi.prompt,
+                        chosen=hi.completion,
+                        rejected=lo.completion,
+                        margin=round(gap, 4),
+                        weight=max(hi.weight, lo.weight),
+                        origin="ratings",
+                        chosen_id=hi.generation_id,
+                        rejected_id=lo.generation_id,
+                        chosen_quality=hi.quality,
+                        rejected_quality=lo.quality,
                     )  # fmt: skip
                 )
     return pairs + list(votes)
@@ -528,7 +561,9 @@ def encode(tokenizer: Any, prompt: str, completion: str, max_length: int) -> lis
     return ids
 
 
-def _batches_by_length(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None) -> list[list[int]]:
+def _batches_by_length(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None
+) -> list[list[int]]:
     """Index batches of similar length (less padding); shuffled in chunks when ``rng`` is given."""
     idx = np.arange(len(lengths))
     if rng is None:
@@ -601,7 +636,11 @@ def _train_classifier(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))),
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
     )
     device = next(model.parameters()).device
     model.train()
@@ -614,7 +653,9 @@ def _train_classifier(
             logits = model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
             target = torch.tensor(y[batch], device=device)
             wt = torch.tensor(w[batch], device=device)
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none") * wt).sum()
+            loss = (
+                torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none") * wt
+            ).sum()
             loss = loss / wt.sum().clamp(min=1e-6)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -706,7 +747,9 @@ class TrainConfig:
         return self.lr if self.lr is not None else (1e-3 if self.base is None else 2e-5)
 
 
-def _write_plot(path: Path, rated: np.ndarray, predicted: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+def _write_plot(
+    path: Path, rated: np.ndarray, predicted: np.ndarray, labels: np.ndarray, probs: np.ndarray
+) -> None:
     """Calibrated vs rated quality (held-out traces) and the consistency head's reliability."""
     import matplotlib
 
@@ -758,8 +801,12 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     votes = vote_pairs(store, reference=cfg.reference)
     if not traces:
         where = f" from source(s) {', '.join(cfg.sources)}" if cfg.sources else ""
-        raise RewardModelError(f"no submitted ratings of think traces{where} in {store.url}; run bootstrap first")
-    eval_items = split_items([t.item_id for t in traces] + [p.item_id for p in votes], cfg.eval_frac, cfg.seed)
+        raise RewardModelError(
+            f"no submitted ratings of think traces{where} in {store.url}; run bootstrap first"
+        )
+    eval_items = split_items(
+        [t.item_id for t in traces] + [p.item_id for p in votes], cfg.eval_frac, cfg.seed
+    )
     train_traces = [t for t in traces if t.item_id not in eval_items]
     eval_traces = [t for t in traces if t.item_id in eval_items]
     pairs = build_pairs(traces, votes, min_gap=cfg.min_gap)
@@ -771,7 +818,9 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
             f"quality by >= {cfg.min_gap} (and no votes); rate more traces per item"
         )
     if len({t.consistent for t in train_traces}) < 2:
-        raise RewardModelError("the consistency labels of the training traces are all the same; rate more traces")
+        raise RewardModelError(
+            "the consistency labels of the training traces are all the same; rate more traces"
+        )
 
     torch = _torch_setup()
     out = Path(cfg.out)
@@ -789,9 +838,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
 
     # R_c: the consistency head
     t0 = time.perf_counter()
-    consistency_model = build_model(
-        tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init
-    )
+    consistency_model = build_model(tokenizer, cfg.base, seed=cfg.seed + 1, overrides=cfg.tiny, init=cfg.init)
+
     def encode_all(ts: Sequence[Trace]) -> dict[int, list[int]]:
         return {t.generation_id: encode(tokenizer, t.prompt, t.completion, cfg.max_length) for t in ts}
 
@@ -809,14 +857,21 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     pad = tokenizer.pad_token_id
     gids = list(all_seqs)
     reward = dict(zip(gids, score_ids(quality_model, [all_seqs[g] for g in gids], pad), strict=True))
-    p_cons = dict(zip(gids, _sigmoid(score_ids(consistency_model, [cons_seqs[g] for g in gids], pad)), strict=True))
+    p_cons = dict(
+        zip(gids, _sigmoid(score_ids(consistency_model, [cons_seqs[g] for g in gids], pad)), strict=True)
+    )
     calibration = fit_isotonic(
         [reward[t.generation_id] for t in train_traces], [t.quality for t in train_traces],
         [t.weight for t in train_traces],
     )  # fmt: skip
 
     def pair_scores(ps: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
-        vote_seqs = [encode(tokenizer, p.prompt, c, cfg.max_length) for p in ps if p.origin == "vote" for c in (p.chosen, p.rejected)]
+        vote_seqs = [
+            encode(tokenizer, p.prompt, c, cfg.max_length)
+            for p in ps
+            if p.origin == "vote"
+            for c in (p.chosen, p.rejected)
+        ]
         vote_scores = iter(score_ids(quality_model, vote_seqs, pad)) if vote_seqs else iter(())
         chosen, rejected = [], []
         for p in ps:
@@ -843,7 +898,10 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     eval_probs = np.array([p_cons[t.generation_id] for t in eval_traces], dtype=float)
     eval_rated = np.array([t.quality for t in eval_traces], dtype=float)
     eval_pred = np.array(
-        [quantize_quality(v) for v in apply_calibration(calibration, [reward[t.generation_id] for t in eval_traces])]
+        [
+            quantize_quality(v)
+            for v in apply_calibration(calibration, [reward[t.generation_id] for t in eval_traces])
+        ]
     )
     by_gap = {}
     for name, lo, hi in (("gap_0.1", 0.05, 0.15), ("gap_0.2-0.3", 0.15, 0.35), ("gap_0.4+", 0.35, 9.0)):
@@ -873,14 +931,22 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
             roc_auc([t.consistent for t in train_traces], [p_cons[t.generation_id] for t in train_traces])
         ),
         "consistency_accuracy": _finite(float(np.mean((eval_probs >= 0.5) == (eval_labels > 0.5))))
-        if eval_traces else None,
+        if eval_traces
+        else None,
         "quality_mae": _finite(float(np.mean(np.abs(eval_pred - eval_rated)))) if eval_traces else None,
         "quality_exact": _finite(float(np.mean(np.isclose(eval_pred, eval_rated)))) if eval_traces else None,
         "counts": {
-            "traces": len(traces), "train_traces": len(train_traces), "eval_traces": len(eval_traces),
-            "items": len(train_items | eval_items), "train_items": len(train_items), "eval_items": len(eval_items),
-            "pairs": len(pairs), "train_pairs": len(train_pairs), "train_pairs_replicated": len(replicate(train_pairs)),
-            "eval_pairs": len(eval_pairs), "vote_pairs": len(votes),
+            "traces": len(traces),
+            "train_traces": len(train_traces),
+            "eval_traces": len(eval_traces),
+            "items": len(train_items | eval_items),
+            "train_items": len(train_items),
+            "eval_items": len(eval_items),
+            "pairs": len(pairs),
+            "train_pairs": len(train_pairs),
+            "train_pairs_replicated": len(replicate(train_pairs)),
+            "eval_pairs": len(eval_pairs),
+            "vote_pairs": len(votes),
             "human_traces": sum("human" in t.sources for t in traces),
             "corrupted_traces": sum(t.run == CORRUPTED_RUN for t in traces),
             "corrupted_share": _finite(sum(t.run == CORRUPTED_RUN for t in traces) / len(traces)),
@@ -890,7 +956,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
         | {"learning_rate": cfg.learning_rate(), "human_weight": HUMAN_WEIGHT, "vote_margin": VOTE_MARGIN},
         "seconds": {
-            "quality_head": round(t_quality, 1), "consistency_head": round(t_consistency, 1),
+            "quality_head": round(t_quality, 1),
+            "consistency_head": round(t_consistency, 1),
             "total": round(time.perf_counter() - t_start, 1),
         },  # fmt: skip
         "quality_log": quality_log,
@@ -927,9 +994,13 @@ class LearnedJudge:
 
     name = "learned"
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 32, device: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 32, device: str | None = None
+    ):
         if path is None:
-            raise ValueError("the learned judge needs path=DIR (python -m audio_thinker.reward_model train --out DIR)")
+            raise ValueError(
+                "the learned judge needs path=DIR (python -m audio_thinker.reward_model train --out DIR)"
+            )
         folder = Path(path)
         try:
             meta = json.loads((folder / META_FILE).read_text())
@@ -952,18 +1023,25 @@ class LearnedJudge:
         self.calibration = calibration
         self.tokenizer = load_tokenizer(str(folder / QUALITY_DIR))
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.quality_model = AutoModelForSequenceClassification.from_pretrained(folder / QUALITY_DIR).to(dev).eval()
+        self.quality_model = (
+            AutoModelForSequenceClassification.from_pretrained(folder / QUALITY_DIR).to(dev).eval()
+        )
         self.consistency_model = (
             AutoModelForSequenceClassification.from_pretrained(folder / CONSISTENCY_DIR).to(dev).eval()
         )
 
     def raw_scores(self, requests: Sequence[JudgeRequest]) -> tuple[np.ndarray, np.ndarray]:
         """``(reward, P(consistent))`` for each request (empty think included; it is scored as text)."""
+
         def encode_all(reference: bool) -> list[list[int]]:
-            return [encode(self.tokenizer, *render(r, reference=reference), self.max_length) for r in requests]
+            return [
+                encode(self.tokenizer, *render(r, reference=reference), self.max_length) for r in requests
+            ]
 
         seqs = encode_all(self.reference)
-        cons_seqs = seqs if self.consistency_reference == self.reference else encode_all(self.consistency_reference)
+        cons_seqs = (
+            seqs if self.consistency_reference == self.reference else encode_all(self.consistency_reference)
+        )
         pad = self.tokenizer.pad_token_id
         reward = score_ids(self.quality_model, seqs, pad, batch_size=self.batch_size)
         prob = _sigmoid(score_ids(self.consistency_model, cons_seqs, pad, batch_size=self.batch_size))
@@ -980,7 +1058,9 @@ class LearnedJudge:
             quality = apply_calibration(self.calibration, reward)
             for i, r, p, q in zip(todo, reward, prob, quality, strict=True):
                 verdicts[i] = Verdict(
-                    consistent=int(p >= 0.5), quality=float(q), detail=f"reward {r:.3f}, P(consistent) {p:.3f}"
+                    consistent=int(p >= 0.5),
+                    quality=float(q),
+                    detail=f"reward {r:.3f}, P(consistent) {p:.3f}",
                 )
         return [v for v in verdicts if v is not None]
 
@@ -1019,7 +1099,9 @@ def corrupt_trace(item: Mapping[str, Any], rng: random.Random) -> tuple[str, str
         "drop": [(i, None) for i in events] if len(events) >= 2 else [],
         "count": [(i, m) for i, s in enumerate(sentences) if (m := re.match(r"That is (\d+) beeps?\.", s))],
         "tally": [(i, m) for i in events for m in re.finditer(r"\((\d+) high, (\d+) low\)", sentences[i])],
-        "conclusion": [(0, None)] if re.search(r"So the answer is .*\.$", think) and others != [answer] else [],
+        "conclusion": [(0, None)]
+        if re.search(r"So the answer is .*\.$", think) and others != [answer]
+        else [],
         "answer": [(0, None)],
     }
     kinds = [k for k in CORRUPTIONS if spots[k]]
@@ -1114,7 +1196,9 @@ def bootstrap(
             for index in range(start, min(n, start + batch_size)):
                 item, audio = synth.generate_item(tasks[index], seed, index, split)
                 clip = store.add_clip(_wav_bytes(audio, synth.SAMPLE_RATE), original_name=f"{item['id']}.wav")
-                meta = {k: item[k] for k in ("id", "events", "reasoning", "sub-category", "split", "category")}
+                meta = {
+                    k: item[k] for k in ("id", "events", "reasoning", "sub-category", "split", "category")
+                }
                 row = store.add_item(
                     item["question"], item["choices"], answer=item["answer"], source="synth-aqa",
                     external_id=item["id"], clip=clip.hash, meta=meta | {"seed": seed, "index": index},
@@ -1159,7 +1243,9 @@ def bootstrap(
                 added["generations"] += 1
                 added["corrupted"] += run == CORRUPTED_RUN
                 if (gen.think or "").strip():
-                    requests.append(JudgeRequest(item["question"], item["choices"], gen.think, gen.answer or "", item))
+                    requests.append(
+                        JudgeRequest(item["question"], item["choices"], gen.think, gen.answer or "", item)
+                    )
                     gens.append(gen.id)
             for gid, verdict in zip(gens, oracle.score_batch(requests), strict=True):
                 if verdict.failed:
@@ -1183,9 +1269,17 @@ def bootstrap(
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
     """Per-trace labels (what the consistency head trains on), one dict per trace."""
     return [
-        {"prompt": t.prompt, "completion": t.completion, "consistent": t.consistent, "quality": t.quality,
-         "weight": t.weight, "item_id": t.item_id, "generation_id": t.generation_id, "sources": list(t.sources),
-         "run": t.run}  # fmt: skip
+        {
+            "prompt": t.prompt,
+            "completion": t.completion,
+            "consistent": t.consistent,
+            "quality": t.quality,
+            "weight": t.weight,
+            "item_id": t.item_id,
+            "generation_id": t.generation_id,
+            "sources": list(t.sources),
+            "run": t.run,
+        }  # fmt: skip
         for t in traces
     ]
 
@@ -1257,7 +1351,9 @@ def _sources(text: str) -> tuple[str, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m audio_thinker.reward_model", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m audio_thinker.reward_model", description=__doc__.split("\n\n")[0]
+    )
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -1269,11 +1365,19 @@ def _parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default 1: on a shared box extra threads spin and slow everything down)",
     )  # fmt: skip
 
-    b = sub.add_parser("bootstrap", parents=[common], help="policy traces on synth-aqa items, rated by the oracle")
+    b = sub.add_parser(
+        "bootstrap", parents=[common], help="policy traces on synth-aqa items, rated by the oracle"
+    )
     b.add_argument("--n", type=int, default=2000, help="synth-aqa items (traces: n x temperatures)")
-    b.add_argument("--model", default=None, help="policy folder (default: $AUDIO_THINKER_MODEL or the shipped one)")
-    b.add_argument("--temperatures", type=_floats, default=DEFAULT_TEMPERATURES, help="comma-separated ladder")
-    b.add_argument("--corrupt-share", type=float, default=0.0, help="share of corrupted gold traces (default 0)")
+    b.add_argument(
+        "--model", default=None, help="policy folder (default: $AUDIO_THINKER_MODEL or the shipped one)"
+    )
+    b.add_argument(
+        "--temperatures", type=_floats, default=DEFAULT_TEMPERATURES, help="comma-separated ladder"
+    )
+    b.add_argument(
+        "--corrupt-share", type=float, default=0.0, help="share of corrupted gold traces (default 0)"
+    )
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--max-new-tokens", type=int, default=None)
     b.add_argument("--seed", type=int, default=0)
@@ -1282,23 +1386,33 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[common], help="train both heads; write DIR/metrics.json and a plot")
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--sources", type=_sources, default=None, help="rating sources, e.g. human,oracle (default: all)")
-    t.add_argument("--base", default=None, help="HF sequence-classification base (default: tiny model from scratch)")
+    t.add_argument(
+        "--sources", type=_sources, default=None, help="rating sources, e.g. human,oracle (default: all)"
+    )
+    t.add_argument(
+        "--base", default=None, help="HF sequence-classification base (default: tiny model from scratch)"
+    )
     t.add_argument("--tokenizer", default=None, help="tokenizer path (default: the base's or the project's)")
-    t.add_argument("--no-reference", action="store_true", help="do not show the items' true events to the model")
+    t.add_argument(
+        "--no-reference", action="store_true", help="do not show the items' true events to the model"
+    )
     t.add_argument(
         "--consistency-reference", action="store_true",
         help="show the true events to the consistency head too (default: it reads the reasoning alone)",
     )  # fmt: skip
     t.add_argument("--eval-frac", type=float, default=0.2, help="share of items held out for the metrics")
     t.add_argument("--min-gap", type=float, default=0.1, help="smallest quality gap that makes a pair")
-    t.add_argument("--epochs", type=float, default=TrainConfig.epochs, help="reward-head epochs over the pairs")
+    t.add_argument(
+        "--epochs", type=float, default=TrainConfig.epochs, help="reward-head epochs over the pairs"
+    )
     t.add_argument("--consistency-epochs", type=float, default=TrainConfig.consistency_epochs)
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-5 base)")
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="pairs per step")
     t.add_argument("--max-length", type=int, default=TrainConfig.max_length)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--tiny", type=json.loads, default=None, help='TINY_CONFIG overrides, JSON: {"num_hidden_layers": 3}')
+    t.add_argument(
+        "--tiny", type=json.loads, default=None, help='TINY_CONFIG overrides, JSON: {"num_hidden_layers": 3}'
+    )
     t.add_argument("--init", default=None, help="policy folder whose text decoder initialises the tiny model")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -1334,7 +1448,9 @@ def _run(args: argparse.Namespace) -> None:
                 lm = AudioLM.from_pretrained(path)
             except (OSError, ValueError) as err:
                 raise RewardModelError(f"cannot load the policy {path}: {err}") from err
-            with torch.no_grad():  # own the weights: a checkpoint rewritten in place must not crash us (SIGBUS)
+            with (
+                torch.no_grad()
+            ):  # own the weights: a checkpoint rewritten in place must not crash us (SIGBUS)
                 for tensor in [*lm.model.parameters(), *lm.model.buffers()]:
                     tensor.data = tensor.data.clone()
             t0 = time.perf_counter()
@@ -1343,7 +1459,11 @@ def _run(args: argparse.Namespace) -> None:
                 corrupt_share=args.corrupt_share, max_new_tokens=args.max_new_tokens, model_name=path,
                 split=args.split, progress=not args.quiet,
             )  # fmt: skip
-            print(json.dumps({"added": added, "seconds": round(time.perf_counter() - t0, 1), "counts": store.counts()}))
+            print(
+                json.dumps(
+                    {"added": added, "seconds": round(time.perf_counter() - t0, 1), "counts": store.counts()}
+                )
+            )
         elif args.command == "train":
             cfg = TrainConfig(
                 out=args.out, sources=args.sources, base=args.base, tokenizer=args.tokenizer,

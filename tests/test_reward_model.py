@@ -71,13 +71,22 @@ def test_render_and_reference() -> None:
     lines = completion.split("\n")
     ref = [s for s in re.split(r"(?<=\.) (?=[A-Z0-9])", gold.rsplit(" So the answer", 1)[0])]
     assert lines[-1] == f"Answer: {item['answer']}"
-    assert lines[-3:-1] == [f"T: So the answer is {item['answer']}.", "R: -"]  # the reference has no conclusion
+    assert lines[-3:-1] == [
+        f"T: So the answer is {item['answer']}.",
+        "R: -",
+    ]  # the reference has no conclusion
     assert [x[3:] for x in lines[1:-3:2]] == ref  # R: lines are the reference, sentence by sentence
     assert lines[0].startswith("T: ") and "oops" in lines[0] and "oops" not in lines[1]
     assert [x[3:] for x in lines[2:-3:2]] == ref[1:]  # beside each other, the same sentence
-    short = rm.render_completion("Beep 1 at 0.1 s: high.", "2", "Beep 1 at 0.1 s: high. Beep 2 at 0.5 s: low.")
+    short = rm.render_completion(
+        "Beep 1 at 0.1 s: high.", "2", "Beep 1 at 0.1 s: high. Beep 2 at 0.5 s: low."
+    )
     assert short.split("\n") == [
-        "T: Beep 1 at 0.1 s: high.", "R: Beep 1 at 0.1 s: high.", "T: -", "R: Beep 2 at 0.5 s: low.", "Answer: 2",
+        "T: Beep 1 at 0.1 s: high.",
+        "R: Beep 1 at 0.1 s: high.",
+        "T: -",
+        "R: Beep 2 at 0.5 s: low.",
+        "Answer: 2",
     ]
     events_only = {"events": synth.generate_item("pitch_level", 0, 1, "x")[0]["events"]}
     assert rm.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."  # no gold trace: the events
@@ -151,9 +160,13 @@ def test_export_formats_load_back_and_train_with_trl(store: Store, tmp_path: Pat
     plain = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl"), split="train")
     saved = load_from_disk(str(tmp_path / "pairs_hf"))
     for ds in (plain, saved):
-        assert {"prompt", "chosen", "rejected", "margin", "weight", "origin", "item_id"} <= set(ds.column_names)
+        assert {"prompt", "chosen", "rejected", "margin", "weight", "origin", "item_id"} <= set(
+            ds.column_names
+        )
         assert len(ds) == 6 and all(m >= 0.8 for m in ds["margin"])
-    assert trl_ds[0]["chosen"].startswith("T: ") and "\nR: " in trl_ds[0]["chosen"]  # aligned with the reference
+    assert (
+        trl_ds[0]["chosen"].startswith("T: ") and "\nR: " in trl_ds[0]["chosen"]
+    )  # aligned with the reference
     assert trl_ds[0]["prompt"].startswith("Question: ")
     labels = rm.export(store, tmp_path / "labels.jsonl", "jsonl", what="labels")
     rows = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
@@ -172,9 +185,15 @@ def test_export_formats_load_back_and_train_with_trl(store: Store, tmp_path: Pat
 
 def test_human_ratings_outweigh_oracle(store: Store, tmp_path: Path) -> None:
     item, _ = synth.generate_item("count", 0, 0, "x")
-    row = store.add_item(item["question"], item["choices"], answer=item["answer"], meta={"events": item["events"]})
-    g1 = store.add_generation(row.id, "m", "think", "<think>Beep 1 at 0.1 s. That is 1 beep.</think><answer>1</answer>")
-    g2 = store.add_generation(row.id, "m", "think", "<think>Beep 1 at 0.1 s. That is 2 beeps.</think><answer>1</answer>")
+    row = store.add_item(
+        item["question"], item["choices"], answer=item["answer"], meta={"events": item["events"]}
+    )
+    g1 = store.add_generation(
+        row.id, "m", "think", "<think>Beep 1 at 0.1 s. That is 1 beep.</think><answer>1</answer>"
+    )
+    g2 = store.add_generation(
+        row.id, "m", "think", "<think>Beep 1 at 0.1 s. That is 2 beeps.</think><answer>1</answer>"
+    )
     store.rate(g1.id, "oracle", consistent=True, quality=0.9, source="oracle")
     store.rate(g2.id, "oracle", consistent=False, quality=0.3, source="oracle")
     (pair,) = rm.build_pairs(rm.collect_traces(store))
@@ -204,7 +223,9 @@ def test_human_ratings_outweigh_oracle(store: Store, tmp_path: Path) -> None:
 def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) -> None:
     _fill(store, n_items=16)
     out = tmp_path / "model"
-    cfg = rm.TrainConfig(out=str(out), epochs=6, consistency_epochs=6, batch_size=8, eval_frac=0.25, progress=False)
+    cfg = rm.TrainConfig(
+        out=str(out), epochs=6, consistency_epochs=6, batch_size=8, eval_frac=0.25, progress=False
+    )
     metrics = rm.train(store, cfg)
     for key in ("pairwise_accuracy", "consistency_auc", "counts", "quality_mae", "seconds", "config"):
         assert key in metrics
@@ -220,11 +241,16 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
     # the loaded judge reads exactly what training read: its scores reproduce the training-time metric
     traces = rm.collect_traces(store)
     text = traces[0].prompt + traces[0].completion
-    assert judge.tokenizer(text)["input_ids"] == rm.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
+    assert (
+        judge.tokenizer(text)["input_ids"]
+        == rm.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
+    )
     requests = []
     for t in traces:
         rec, item = store.get_generation(t.generation_id), store.get_item(t.item_id)
-        requests.append(JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta))
+        requests.append(
+            JudgeRequest(item.question, item.choices, rec.think or "", rec.answer or "", item.meta)
+        )
     reward, prob = judge.raw_scores(requests)
     scores = dict(zip([t.generation_id for t in traces], reward, strict=True))
     held_out = rm.split_items([t.item_id for t in traces], 0.25, 0)
@@ -273,7 +299,10 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert exc.value.code == 2 and "invalid choice: 'xml'" in capsys.readouterr().err
     with Store(url) as s:
         _fill(s, n_items=2)
-    assert rm.main(["export", "--db", url, "--out", str(tmp_path / "l"), "--format", "trl", "--what", "labels"]) == 2
+    assert (
+        rm.main(["export", "--db", url, "--out", str(tmp_path / "l"), "--format", "trl", "--what", "labels"])
+        == 2
+    )
     assert "export labels as jsonl or hf" in capsys.readouterr().err
     assert rm.main(["export", "--db", url, "--out", str(tmp_path / "p.jsonl"), "--format", "jsonl"]) == 0
     assert "wrote 2 rows" in capsys.readouterr().out
@@ -283,7 +312,18 @@ def test_cli_train_consistency_reference_flag(tmp_path: Path, capsys: pytest.Cap
     url = _url(tmp_path / "r.db")
     with Store(url) as s:
         _fill(s, n_items=8)
-    args = ["train", "--db", url, "--epochs", "1", "--consistency-epochs", "1", "--batch-size", "8", "--quiet"]
+    args = [
+        "train",
+        "--db",
+        url,
+        "--epochs",
+        "1",
+        "--consistency-epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+    ]
     assert rm.main([*args, "--out", str(tmp_path / "a"), "--consistency-reference"]) == 0
     assert rm.main([*args, "--out", str(tmp_path / "b"), "--consistency-reference", "--no-reference"]) == 0
     capsys.readouterr()
