@@ -1438,7 +1438,19 @@ def _run(args: argparse.Namespace) -> None:
         if not 0.0 <= args.eval_frac < 1.0:
             raise RewardModelError(f"--eval-frac must be in [0, 1), got {args.eval_frac}")
         _check_sources(args.sources)
-    with Store(args.db) as store:
+    from .store import _sqlite_file, database_url
+
+    url = database_url(args.db)
+    db_file = _sqlite_file(url)
+    if args.command != "bootstrap" and db_file is not None and not db_file.is_file():
+        raise RewardModelError(
+            f"no database at {db_file} ({args.command} reads an existing one; bootstrap makes one)"
+        )
+    try:
+        store = Store(url)
+    except ValueError as err:
+        raise RewardModelError(str(err)) from None
+    with store:
         if args.command == "bootstrap":
             from .inference import AudioLM
             from .models import default_model_path

@@ -465,13 +465,25 @@ def _sqlite_file(url: str) -> Path | None:
     return None if parsed.query.get("uri") else Path(parsed.database).expanduser()
 
 
+def database_url(value: str | None = None) -> str:
+    """The SQLAlchemy URL of ``value`` (else ``$AUDIO_THINKER_DB``, else :data:`DEFAULT_URL`): a URL as given,
+    or a plain file path as a SQLite URL."""
+    value = value or os.environ.get(DB_ENV) or DEFAULT_URL
+    return value if "://" in value else f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` (creating a SQLite file's folder); SQLite engines get the listeners
     described in the module docstring."""
-    db_file = _sqlite_file(url)
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        db_file = _sqlite_file(url)
+        engine = create_engine(url)
+    except (ArgumentError, ImportError) as err:  # a malformed URL, an unknown dialect, a missing driver
+        raise ValueError(f"cannot use database URL {url!r}: {str(err).splitlines()[0]}") from None
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
@@ -643,7 +655,7 @@ class Store:
     def __init__(
         self, url: str | None = None, media_dir: str | os.PathLike[str] | None = None, *, upgrade: bool = True
     ) -> None:
-        self.url: str = url or os.environ.get(DB_ENV) or DEFAULT_URL
+        self.url: str = database_url(url)
         self.engine: Engine = make_engine(self.url)
         self._write_engine = self.engine.execution_options(audio_thinker_write=True)
         self._reader = sessionmaker(bind=self.engine, expire_on_commit=False)

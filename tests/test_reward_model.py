@@ -287,7 +287,23 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
 
 
 def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a database that is not there is never created by train / export: a mistyped path says so
+    for cmd in (
+        ["train", "--out", str(tmp_path / "m")],
+        ["export", "--out", str(tmp_path / "x"), "--format", "trl"],
+    ):
+        assert rm.main([*cmd, "--db", str(tmp_path / "typo.db")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert (
+            err
+            == f"error: no database at {tmp_path / 'typo.db'} ({cmd[0]} reads an existing one; bootstrap makes one)"
+        )
+        assert rm.main([*cmd, "--db", "sqlit:///x.db"]) == 2  # a URL SQLAlchemy cannot use: one line
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "cannot use database URL 'sqlit:///x.db'" in err
+    assert not (tmp_path / "typo.db").exists()
     url = _url(tmp_path / "empty.db")
+    Store(url).close()
     assert rm.main(["train", "--db", url, "--out", str(tmp_path / "m"), "--quiet"]) == 2
     assert "no submitted ratings" in capsys.readouterr().err
     assert rm.main(["export", "--db", url, "--out", str(tmp_path / "x.jsonl"), "--format", "trl"]) == 2

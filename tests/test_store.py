@@ -688,3 +688,16 @@ def test_env_var_and_default_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AUDIO_THINKER_MEDIA", str(tmp_path / "elsewhere"))
     with Store() as store:
         assert store.media_dir == tmp_path / "elsewhere" and store.counts()["generations"] == 1
+
+
+def test_a_plain_path_is_a_sqlite_file_and_a_bad_url_one_line(tmp_path: Path) -> None:
+    from audio_thinker.store import database_url
+
+    with Store(str(tmp_path / "plain" / "ratings.db")) as store:  # a path, not a URL
+        assert store.url == f"sqlite:///{tmp_path / 'plain' / 'ratings.db'}"
+    assert (tmp_path / "plain" / "ratings.db").is_file()
+    for bad in ("sqlit:///x.db", "postgresql+nodriver://u@h/db", "not a url://"):
+        with pytest.raises(ValueError, match=r"^cannot use database URL") as err:
+            Store(bad)
+        assert "\n" not in str(err.value)
+    assert database_url("sqlite:///a.db") == "sqlite:///a.db"
