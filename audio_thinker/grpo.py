@@ -481,7 +481,8 @@ def train(cfg: GRPOConfig) -> dict:
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     G, B = cfg.num_generations, cfg.prompts_per_step
-    rows, local, g = process_share(B, G, world, rank)  # this process: rows of the B·G batch, prompts, g each
+    # this process: its rows of the B·G completions, its prompts, and G_local completions of each
+    rows, local, G_local = process_share(B, G, world, rank)
     sharded = _is_sharded(accelerator)
     if cfg.rollout == "vllm" and sharded:
         raise ValueError(
@@ -584,14 +585,14 @@ def train(cfg: GRPOConfig) -> dict:
         input_features, feature_mask = enc.get("input_features"), enc.get("feature_attention_mask")
         clock.lap("data")
 
-        # 1. rollout: g completions per local prompt, audio encoded and prompt prefilled once; completion r
+        # 1. rollout: G_local completions per local prompt, audio encoded and prompt prefilled once; completion r
         #    of the global batch samples from its own generator, seeded by (seed, step, r)
         seeds = [_rollout_seed(cfg.seed, step, r) for r in range(rows.start, rows.stop)]
         if vllm is not None:
             comp_ids = vllm.generate(
                 build_requests(processor, my_items, cfg.prompt_mode),
-                n=g,
-                seeds=seeds[::g],
+                n=G_local,
+                seeds=seeds[::G_local],
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
                 pad_id=tok.pad_token_id,
@@ -599,13 +600,13 @@ def train(cfg: GRPOConfig) -> dict:
         else:
             unwrapped.eval()
             with torch.no_grad(), accelerator.autocast():
-                comp_ids = module(  # (b·g, T)
+                comp_ids = module(  # (b·G_local, T)
                     rollout,
                     enc["input_ids"],
                     enc["attention_mask"],
                     input_features,
                     feature_mask,
-                    group=g,
+                    group=G_local,
                     generators=[torch.Generator(device=accelerator.device).manual_seed(s) for s in seeds],
                     eos_ids=eos_ids,
                     pad_id=tok.pad_token_id,
@@ -615,7 +616,7 @@ def train(cfg: GRPOConfig) -> dict:
                 )
             unwrapped.train()
         clock.lap("rollout")
-        comp_mask = completion_mask(comp_ids, eos_ids)  # (b·g, T)
+        comp_mask = completion_mask(comp_ids, eos_ids)  # (b·G_local, T)
         my_texts = [decode_completion(tok, ids[m.bool()]) for ids, m in zip(comp_ids, comp_mask, strict=True)]
 
         # 2. rewards on the global batch (each process judges its own completions), then group advantages
@@ -630,24 +631,24 @@ def train(cfg: GRPOConfig) -> dict:
         scores = score_completions(all_texts, all_items, cfg=cfg, step=step, verdicts=verdicts)
         rewards = torch.tensor(scores["total"], dtype=torch.float32)  # (B·G,)
         advantages = group_advantages(rewards, G, cfg.scale_rewards)  # (B·G,)
-        my_adv = advantages[rows].to(accelerator.device)  # (b·g,)
+        my_adv = advantages[rows].to(accelerator.device)  # (b·G_local,)
         n_tokens_global = int(accelerator.gather(comp_mask.sum().reshape(1)).sum())
         # each process's loss is its share of the global-batch loss
         denom = loss_denominator(cfg.loss_type, B * G, n_tokens_global, cfg.max_new_tokens)
         clock.lap("rewards")
 
-        # micro-batches of prompts (x g completions each): completion rows and completion_logprobs' inputs
+        # micro-batches of prompts (x G_local completions each): completion rows and completion_logprobs' inputs
         micro = []
         for i in range(0, len(my_items), cfg.micro_batch_prompts):
             c = slice(i, min(i + cfg.micro_batch_prompts, len(my_items)))
-            mrows = slice(c.start * g, c.stop * g)
+            mrows = slice(c.start * G_local, c.stop * G_local)
             inputs = {
                 "prompt_ids": enc["input_ids"][c],
                 "prompt_mask": enc["attention_mask"][c],
                 "input_features": input_features[c] if is_audio else None,
                 "feature_attention_mask": feature_mask[c] if is_audio else None,
                 "completion_ids": comp_ids[mrows],
-                "group": g,
+                "group": G_local,
                 "temperature": cfg.temperature,
                 "shared_prefix": not cfg.gradient_checkpointing,
             }
@@ -675,7 +676,7 @@ def train(cfg: GRPOConfig) -> dict:
                 accelerator.sync_gradients = last  # DeepSpeed steps (and DDP syncs) at the last micro-batch
                 sync = nullcontext() if last else accelerator.no_sync(module)
                 with sync, accelerator.autocast():
-                    logp, ent = module(completion_logprobs, **inputs)  # (m·g, T) each
+                    logp, ent = module(completion_logprobs, **inputs)  # (m·G_local, T) each
                     old = old_logps[k] if old_logps[k] is not None else logp.detach()
                     loss, s = grpo_loss(
                         logp,
