@@ -633,15 +633,10 @@ def _train_classifier(
     per_epoch = math.ceil(len(seqs) / batch_size)
     total = max(1, round(epochs * per_epoch))
     warmup = max(1, total // 20)
+    from transformers import get_cosine_schedule_with_warmup
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            (s + 1) / warmup
-            if s < warmup
-            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
-        ),
-    )
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=warmup, num_training_steps=total)
     device = next(model.parameters()).device
     model.train()
     history: list[dict[str, float]] = []
