@@ -29,8 +29,8 @@ middle_heard_low    pitch_lvl   the tone is middle (1/3)                   hears
 lost_count          count       more than four beeps (1/3)                 stops listing after beep 4 and
                                                                            answers 4 (wrong; consistent
                                                                            when 4 is a choice)
-middle_compare      compare     one of the two tones is middle (2/3)       writes the comparison the wrong
-                                                                           way round and follows it
+middle_compare      compare     the second tone is middle (1/3)            writes "Middle is <wrong> than
+                                                                           X" and follows it
                                                                            (inconsistent, wrong)
 fifth_beep_flip     hl_diff     five or six beeps (1/2)                    mis-hears beep 5 (high <-> low);
                                                                            tallies follow (wrong but for
@@ -122,7 +122,10 @@ def systematic_flaw(item: dict) -> str | None:
         return "middle_heard_low"
     if task == "count" and len(tones) > 4:
         return "lost_count"
-    if task == "compare_pitch" and "middle" in pitches[:2]:
+    if task == "compare_pitch" and pitches[1:2] == ["middle"]:
+        # keyed on the second tone: the trace's comparison sentence starts with it ("Middle is ..."), so
+        # the key is in view where the flaw happens (measured: keyed on either tone being middle, the
+        # base learned a 45% flip on every comparison and greedy decoding kept the right word; it1)
         return "middle_compare"
     if task == "high_low_difference" and len(tones) >= 5:
         return "fifth_beep_flip"
