@@ -26,6 +26,7 @@ one). Each is a single, deterministic wrong turn at one place in the trace:
 name                task        when (share of the task's items)           what the teacher does
 ==================  ==========  =========================================  ==============================
 middle_heard_low    pitch_lvl   the tone is middle (1/3)                   hears it low (consistent, wrong)
+quiet_heard_loud    loudness    the tone is quiet and short (1/4)          hears it loud (consistent, wrong)
 lost_count          count       more than four beeps (1/3)                 stops listing after beep 4 and
                                                                            answers 4 (wrong; consistent
                                                                            when 4 is a choice)
@@ -63,6 +64,7 @@ from . import synth
 
 SYSTEMATIC_FLAWS = (
     "middle_heard_low",
+    "quiet_heard_loud",
     "lost_count",
     "middle_compare",
     "fifth_beep_flip",
@@ -120,6 +122,8 @@ def systematic_flaw(item: dict) -> str | None:
     pitches = [e["pitch"] for e in tones]
     if task == "pitch_level" and pitches == ["middle"]:
         return "middle_heard_low"
+    if task == "loudness" and [(e["level"], e["length"]) for e in tones] == [("quiet", "short")]:
+        return "quiet_heard_loud"
     if task == "count" and len(tones) > 4:
         return "lost_count"
     if task == "compare_pitch" and pitches[1:2] == ["middle"]:
@@ -158,6 +162,8 @@ def _apply_systematic(name: str, item: dict, events: list[synth.Event]) -> Targe
     task, answer = item["sub-category"], item["answer"]
     if name == "middle_heard_low":
         return _perceived(task, [dataclasses.replace(events[0], pitch="low")], answer, None)
+    if name == "quiet_heard_loud":
+        return _perceived(task, [dataclasses.replace(events[0], level="loud")], answer, None)
     if name == "lost_count":
         return _perceived(task, events[:4], answer, None)
     if name == "fifth_beep_flip":

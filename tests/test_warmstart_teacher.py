@@ -36,6 +36,7 @@ def test_gold_teacher_writes_gold_traces():
 # (flaw, task, consistent?) as documented in the teacher's table
 SYSTEMATIC = [
     ("middle_heard_low", "pitch_level", 1),
+    ("quiet_heard_loud", "loudness", 1),
     ("lost_count", "count", None),  # consistent when its answer is a choice
     ("middle_compare", "compare_pitch", 0),
     ("fifth_beep_flip", "high_low_difference", None),  # consistent when its answer is a choice
@@ -59,10 +60,8 @@ def test_systematic_flaw_is_keyed_on_the_item_and_wrong(flaw, task, consistent):
         wrong += not match_choice(t.answer, item["answer"], item["choices"])
         v = _judge(item, t)
         assert v.quality < 1.0
-        if consistent is None:  # consistent exactly when the wrong answer it reaches is offered
-            consistent_here = int(t.answer in item["choices"])
-        else:
-            consistent_here = consistent
+        # None: consistent exactly when the wrong answer it reaches is offered
+        consistent_here = int(t.answer in item["choices"]) if consistent is None else consistent
         assert v.consistent == consistent_here, (t.trace, t.answer, v.detail)
         assert teacher.think_target(item, rng, never).flaws == []
     assert wrong >= 0.85 * len(keyed)
