@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 try:  # on a ZeroGPU Space, run generation under @spaces.GPU; elsewhere nothing changes
     import spaces  # type: ignore[import-not-found]
@@ -33,7 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     service.configure()
     if spaces is not None:
         service.use_gpu_decorator(spaces.GPU)
-    service.warm_up()
+    try:  # a model that cannot be loaded: one line saying why, not a stack trace
+        service.check_model()
+        service.warm_up()
+    except service.UserError as err:
+        sys.exit(f"app.py: cannot start the studio: {err}")
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        sys.exit(f"app.py: cannot start the studio: {service.model_name()} did not load ({reason[:300]})")
     overrides = {}
     if args.port:
         overrides["server_port"] = args.port

@@ -53,7 +53,9 @@ def compare(
 
     ``choices``: one per line (optional). Returns ``{"item_id", "clip_hash", "model", "a": {...}, "b":
     {...}}``; each side has ``generation_id``, ``mode``, ``output_mode``, ``think``, ``answer``, ``text``,
-    ``completion_tokens``, ``latency_s``, ``first_token_s``.
+    ``completion_tokens``, ``latency_s``, ``first_token_s``, ``ran_out_of_tokens`` (the reasoning hit the
+    token cap and no answer came), ``correct`` (against a built-in example's ``gold``, else None); and
+    ``audio_flags``: why the clip is unlike what the model was trained to hear (empty when nothing found).
     """
     with user_error():
         user = service.annotator(request)
@@ -142,6 +144,23 @@ def share(item_id: int, shared: bool = True, request: gr.Request = None) -> dict
         return service.share(service.annotator(request), item_id, shared)
 
 
+def model_card(request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """What the loaded model was trained to hear: ``model``, ``architecture``, ``sampling_rate``,
+    ``clip_window_s`` (how much of a clip it hears), ``max_new_tokens``, ``trained_on``, ``numbers`` (where its
+    measured accuracy is), ``synthetic_only``."""
+    with user_error():
+        return service.model_card(service.annotator(request))
+
+
+def check_audio(audio: gr.FileData, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    """Why a clip is far from what the model was trained to hear: ``{"flags": [...]}`` (empty: nothing
+    found). Nothing is stored."""
+    with user_error():
+        service.annotator(request)
+        path, _ = _uploaded_path(audio)
+        return {"flags": service.audio_check(path)}
+
+
 def register() -> None:
     """Add the endpoints to the enclosing Blocks."""
     gen = {"concurrency_id": "model", "concurrency_limit": service.GENERATION_CONCURRENCY}
@@ -154,3 +173,5 @@ def register() -> None:
     gr.api(my_ratings, api_name="my_ratings", **db)
     gr.api(get_rating, api_name="get_rating", **db)
     gr.api(share, api_name="share", **db)
+    gr.api(model_card, api_name="model_card", **db)
+    gr.api(check_audio, api_name="check_audio", **db)

@@ -17,31 +17,59 @@ import gradio as gr
 from . import service
 from .ui import user_error
 
-REASONING_TAGS = [("<think>", "</think>")]
 STREAM_INTERVAL_S = 0.05
 ASK_LABEL = "Ask both"
 
 
 def display_text(raw: str) -> str:
-    """A completion for the chatbot: the think block stays (shown collapsible), the answer is bold."""
+    """A completion as text: the answer in bold (the reasoning is shown apart, see :func:`_messages`)."""
     text = raw.replace("<answer>", "\n\n**Answer:** ").replace("</answer>", "")
     return text.strip() or "…"
 
 
+OUT_OF_TOKENS = "⛔ **No answer: ran out of tokens.** The reasoning used all {n} tokens without closing."
+
+
 def _messages(question: str, side: service.Side) -> list[dict]:
+    """The chat for one side: the question, the reasoning as an open "Reasoning" block (a spinner only
+    while it streams), then the answer, or a visible "no answer: ran out of tokens" when it never came."""
     msgs: list[dict] = [{"role": "user", "content": question}]
-    if side.answer is not None:
-        msgs.append({"role": "assistant", "content": display_text(side.text)})
+    ans = side.answer
+    if ans is None:
+        return msgs
+    raw = ans.text
+    start = raw.find("<think>")
+    if start < 0:
+        msgs.append({"role": "assistant", "content": display_text(raw)})
+        return msgs
+    end = raw.find("</think>", start)
+    think = raw[start + len("<think>") : end if end >= 0 else None].strip()
+    rest = raw[end + len("</think>") :] if end >= 0 else ""
+    meta: dict[str, Any] = {"title": "Reasoning"}  # no status: open by default, no spinner
+    if end < 0 and not side.done:
+        meta["status"] = "pending"  # still thinking: spinner (and open)
+    elif side.ran_out_of_tokens:
+        meta["title"] = "Reasoning (cut off at the token cap)"
+    msgs.append({"role": "assistant", "content": think or "…", "metadata": meta})
+    if side.ran_out_of_tokens:
+        msgs.append({"role": "assistant", "content": OUT_OF_TOKENS.format(n=side.tokens)})
+    elif rest.strip() or side.done:
+        msgs.append({"role": "assistant", "content": display_text(rest)})
     return msgs
 
 
-def _stats(side: service.Side, revealed: bool = False) -> str:
+def _stats(side: service.Side, revealed: bool = False, gold: str | None = None) -> str:
     if side.answer is None:
         return "<sub>waiting…</sub>"
     first = f" · first token {side.first_token_s:.2f} s" if side.first_token_s is not None else ""
     state = "" if side.done else " · streaming…"
+    if side.ran_out_of_tokens:
+        state = " · **no answer: ran out of tokens**"
     mode = f" · mode **{side.mode}** ({side.answer.output_mode})" if revealed else ""
-    return f"<sub>{side.tokens} tokens · {side.compute_s:.2f} s{first}{state}</sub>{mode}"
+    mark = ""
+    if side.correct is not None:
+        mark = " · ✅ **correct**" if side.correct else f" · ❌ **wrong** (correct: {gold})"
+    return f"<sub>{side.tokens} tokens · {side.compute_s:.2f} s{first}{state}</sub>{mark}{mode}"
 
 
 def _buttons(enabled: bool) -> list[Any]:
@@ -66,22 +94,23 @@ def ask(
             last_emit = now
             yield (
                 None,
-                _messages(question, left), _stats(left),
-                _messages(question, right), _stats(right),
-                *_buttons(False), "",
+                _messages(question, left), _stats(left, gold=comp.gold),
+                _messages(question, right), _stats(right, gold=comp.gold),
+                *_buttons(False), service.audio_warning(comp.audio_flags),
             )  # fmt: skip
         assert comp is not None and comp.stored
         state = {
             "a": comp.a.generation_id, "b": comp.b.generation_id, "swapped": swapped, "item": comp.item_id,
             "modes": (comp.a.mode, comp.b.mode), "voted": False, "question": question,
-            "sides": (comp.b, comp.a) if swapped else (comp.a, comp.b),
+            "sides": (comp.b, comp.a) if swapped else (comp.a, comp.b), "gold": comp.gold,
         }  # fmt: skip
         left, right = state["sides"]
+        warning = service.audio_warning(comp.audio_flags)
         yield (
             state,
-            _messages(question, left), _stats(left),
-            _messages(question, right), _stats(right),
-            *_buttons(True), "Both answers are in. Which one is better?",
+            _messages(question, left), _stats(left, gold=comp.gold),
+            _messages(question, right), _stats(right, gold=comp.gold),
+            *_buttons(True), (warning + "\n\n" if warning else "") + "Both answers are in. Which one is better?",
         )  # fmt: skip
 
 
@@ -101,7 +130,7 @@ def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tu
                  "both_bad": "both are bad"}  # fmt: skip
         gr.Info("Vote saved. Thank you!")
         return (
-            state, _stats(left, revealed=True), _stats(right, revealed=True), *_buttons(False),
+            state, _stats(left, True, state.get("gold")), _stats(right, True, state.get("gold")), *_buttons(False),
             f"Saved: {words[screen_choice]}. Model A was **{left.mode}**, Model B was **{right.mode}**.",
         )  # fmt: skip
 
@@ -129,13 +158,16 @@ def answer_cleared(state: dict | None) -> tuple[Any, ...]:
     return (state, *_buttons(False), "An answer was cleared: ask again to compare and vote.")
 
 
-def check_audio(audio: str | None) -> None:
-    """Warn right after an upload or recording that cannot be used (nothing is stored either way)."""
-    if audio:
-        try:
-            service.check_upload(audio)
-        except service.UserError as err:
-            gr.Warning(str(err), title="Unusable audio")
+def check_audio(audio: str | None) -> str:
+    """Right after an upload or recording: warn when it cannot be used (nothing is stored either way), and
+    say on the page (``#cmp-audio-flag``) when it is far from what the model was trained to hear."""
+    if not audio:
+        return ""
+    try:
+        return service.audio_warning(service.audio_check(audio))
+    except service.UserError as err:
+        gr.Warning(str(err), title="Unusable audio")
+        return ""
 
 
 def _voter(choice: str):
@@ -149,22 +181,25 @@ def _answer_column(label: str, side: str) -> tuple[gr.Chatbot, gr.Markdown]:
     """One side of the comparison: the streamed answer (``#cmp-<side>``) and its stats line below."""
     with gr.Column():
         chat = gr.Chatbot(
-            label=label, reasoning_tags=REASONING_TAGS, height=340, elem_id=f"cmp-{side}",
+            label=label, height=340, elem_id=f"cmp-{side}",
             feedback_options=None, buttons=["copy"],
         )  # fmt: skip
         stats = gr.Markdown(elem_id=f"cmp-{side}-stats")
     return chat, stats
 
 
-def build() -> list[Any]:
+def build() -> tuple[list[Any], gr.Markdown]:
     """Add the tab's components and events to the enclosing Blocks; returns the admin-only components
-    (hidden until the page knows its user is an admin)."""
+    (hidden until the page knows its user is an admin) and the model card (filled on page load)."""
     state = gr.State(None)
+    with gr.Accordion("What this model can hear", open=True, elem_id="cmp-model-card"):
+        card = gr.Markdown(elem_id="cmp-model-card-text")
     with gr.Row():
         with gr.Column(scale=2):
             audio = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Audio (≤ 30 s)", elem_id="cmp-audio"
             )
+            audio_flag = gr.Markdown(elem_id="cmp-audio-flag")
             gr.Markdown(PRIVACY_NOTE, elem_id="cmp-privacy")
             question = gr.Textbox(label="Question", max_length=1000, elem_id="cmp-question")
             choices = gr.Textbox(
@@ -191,12 +226,15 @@ def build() -> list[Any]:
     gr.Examples(
         [[path, it["question"], "\n".join(it["choices"])] for path, it in examples],
         inputs=[audio, question, choices],
-        label="synth-aqa examples (one per task): click one, then Ask both",
+        label="synth-aqa examples (one per task, ✓ = the correct answer): click one, then Ask both; "
+        "the answers are then marked correct or wrong",
         examples_per_page=9,
+        example_labels=[f"✓ {it['answer']} · {it['question']}" for _, it in examples],
     )
     buttons = [v_left, v_right, v_tie, v_bad]
     for trigger in (audio.upload, audio.stop_recording):
-        trigger(check_audio, audio, None, api_visibility="private", show_progress="hidden")
+        trigger(check_audio, audio, audio_flag, api_visibility="private", show_progress="hidden")
+    audio.clear(lambda: "", None, audio_flag, api_visibility="private", queue=False)
     # Ask is disabled from the click until the answers are in (or refused): one click, one comparison
     asked = ask_btn.click(
         lambda: gr.update(interactive=False, value="Answering…"), None, ask_btn, queue=False,
@@ -225,4 +263,13 @@ def build() -> list[Any]:
     for chat in (chat_l, chat_r):
         chat.clear(answer_cleared, [state], [state, *buttons, result], api_visibility="private", queue=False)
     share_btn.click(share_clip, [state], result, api_visibility="private", concurrency_id="db")
-    return [share_btn]
+    return [share_btn], card
+
+
+def card_text(request: gr.Request) -> str:
+    """The model card panel for whoever loads the page (model paths as :func:`service.model_label`)."""
+    try:
+        user = service.annotator(request)
+    except service.UserError:
+        user = ""
+    return service.model_card_markdown(user)

@@ -32,8 +32,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from audio_thinker import synth
 from audio_thinker.audio import MAX_FILE_BYTES, AudioError, load_audio
 from audio_thinker.inference import Answer, AudioLM
-from audio_thinker.models import TINY_MODEL_DIR, default_model_path
+from audio_thinker.models import TINY_MODEL_DIR, check_model_source, default_model_path
 from audio_thinker.prompts import MODES, check_question
+from audio_thinker.rewards import match_choice
 from audio_thinker.store import (
     DEFAULT_URL,
     AccessDeniedError,
@@ -354,6 +355,113 @@ def warm_up() -> None:
     store()
 
 
+# ------------------------------------------------------------------------------------------ model card
+
+
+def check_model(path: str | None = None) -> str:
+    """The model source the studio will load (``--model`` / ``$AUDIO_THINKER_MODEL`` / shipped); raises
+    :class:`UserError` with the one-line reason when it cannot be loaded."""
+    try:
+        return check_model_source(path or settings().model_path or default_model_path())
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+def clip_window_s(lm: AudioLM | None = None) -> float | None:
+    """How much of a clip the model hears: its feature extractor's window (``n_samples`` / rate)."""
+    fe = getattr((lm or model()).processor, "feature_extractor", None)
+    n, rate = getattr(fe, "n_samples", None), getattr(fe, "sampling_rate", None)
+    if n and rate:
+        return round(n / rate, 3)
+    chunk = getattr(fe, "chunk_length", None)
+    return float(chunk) if chunk else None
+
+
+def is_tiny_model() -> bool:
+    return model_name() == TINY_MODEL_NAME
+
+
+def model_card(user: str | None = None) -> dict:
+    """What the loaded model was trained to hear, for the visitor: the shipped tiny model's training
+    data and measured accuracy, or what can be read from another model's config and processor."""
+    lm = model()
+    cfg = getattr(lm.model, "config", None)
+    card = {
+        "model": info(user)["model"],
+        "architecture": (getattr(cfg, "architectures", None) or [type(lm.model).__name__])[0],
+        "sampling_rate": lm.sampling_rate,
+        "clip_window_s": clip_window_s(lm),
+        "max_new_tokens": lm.max_new_tokens,
+        "parameters": sum(p.numel() for p in lm.model.parameters()),
+        "trained_on": None,
+        "numbers": None,
+        "synthetic_only": False,
+    }
+    if is_tiny_model():
+        card.update(
+            trained_on="synth-aqa only: 3 s synthetic clips of faint hiss with a few pure tones, chirps and "
+            "noise bursts, and questions about their count, pitch, loudness, length and order",
+            numbers="docs/models.md (held-out synth-aqa: 0.978 with thinking, 0.769 without)",
+            synthetic_only=True,
+        )
+    return card
+
+
+def model_card_markdown(user: str | None = None) -> str:
+    """The model card as the Ask & compare panel shows it."""
+    c = model_card(user)
+    window = (
+        f"the first **{c['clip_window_s']:g} s** of each clip" if c["clip_window_s"] else "(window unknown)"
+    )
+    lines = [
+        f"**Model** `{c['model']}` · {c['architecture']} · {c['parameters'] / 1e6:.1f} M parameters",
+        f"**Hears** {window}, at {c['sampling_rate'] / 1000:g} kHz; anything later is cut off.",
+        f"**Answers** with at most {c['max_new_tokens']} tokens; a reasoning that does not close by then "
+        "gets no answer.",
+    ]
+    if c["synthetic_only"]:
+        lines += [
+            f"**Trained on** {c['trained_on']}.",
+            "⚠️ It has **never heard speech, music or real-world sounds**: on those it produces confident "
+            "nonsense. Use the examples below, or clips like them.",
+            f"**Its numbers** {c['numbers']}.",
+        ]
+    else:
+        lines.append(
+            "**Trained on** whatever its authors used: see its model card. The studio reads only its config "
+            "and processor."
+        )
+    return "\n\n".join(lines)
+
+
+def audio_check(path: str | None) -> list[str]:
+    """Why an uploaded clip is far from what the model heard (empty: nothing found). Decodes the clip
+    (a bad file raises :class:`UserError`), then :func:`app.card.unlike_synth` for the shipped model, and
+    only the clip window for any other model."""
+    from .card import unlike_synth
+
+    lm = model()
+    wave = _load_upload(path, lm.sampling_rate)
+    window = clip_window_s(lm)
+    if is_tiny_model():
+        return unlike_synth(wave, lm.sampling_rate, window).flags
+    seconds = len(wave) / lm.sampling_rate
+    if window and seconds > window + 0.05:
+        return [f"it is {seconds:.1f} s long and the model hears only its first {window:g} s"]
+    return []
+
+
+def audio_warning(flags: Sequence[str]) -> str:
+    """The flags as one line for the page (empty string when there are none)."""
+    if not flags:
+        return ""
+    return (
+        "⚠️ **This clip is unlike what the model was trained on**: "
+        + "; ".join(flags)
+        + ". Expect a poor answer."
+    )
+
+
 # --------------------------------------------------------------------------------------------- compare
 
 
@@ -399,6 +507,17 @@ class Side:
     compute_s: float = 0.0
     first_token_s: float | None = None
     generation_id: int | None = None
+    max_tokens: int | None = None  # the model's token cap
+    correct: bool | None = None  # against a built-in example's gold answer (None: no gold known)
+
+    @property
+    def ran_out_of_tokens(self) -> bool:
+        """Finished at the token cap without closing its answer (the reasoning never ended)."""
+        a = self.answer
+        return bool(
+            self.done and a is not None and a.answer is None and self.max_tokens
+            and a.completion_tokens >= self.max_tokens
+        )  # fmt: skip
 
     @property
     def text(self) -> str:
@@ -420,6 +539,8 @@ class Side:
             "completion_tokens": self.tokens,
             "latency_s": round(self.compute_s, 4),
             "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
+            "ran_out_of_tokens": self.ran_out_of_tokens,
+            "correct": self.correct,
         }
 
 
@@ -432,6 +553,8 @@ class Comparison:
     item_id: int | None = None
     clip_hash: str | None = None
     model: str = ""
+    gold: str | None = None  # a built-in example's correct answer
+    audio_flags: list[str] = field(default_factory=list)  # why the clip is unlike the training clips
 
     @property
     def finished(self) -> bool:
@@ -446,6 +569,8 @@ class Comparison:
             "item_id": self.item_id,
             "clip_hash": self.clip_hash,
             "model": self.model,
+            "gold": self.gold,
+            "audio_flags": self.audio_flags,
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
         }
@@ -478,7 +603,16 @@ def compare_stream(
         raise UserError(f"Please check the question: {err}.") from err
     lm = model()
     wave = _load_upload(audio_path, lm.sampling_rate)
-    comp = Comparison(Side(PAIRS[pair][0]), Side(PAIRS[pair][1]), model=model_name())
+    cap = lm.max_new_tokens
+    comp = Comparison(
+        Side(PAIRS[pair][0], max_tokens=cap), Side(PAIRS[pair][1], max_tokens=cap), model=model_name()
+    )
+    assert audio_path is not None
+    example = _example_for(hashlib.sha256(Path(audio_path).read_bytes()).hexdigest(), question)
+    if example is not None:
+        comp.gold = example["answer"]
+    else:
+        comp.audio_flags = audio_check(audio_path)
     sides = (comp.a, comp.b)
     steps = _pair_runner(lm, wave, question, choice_list, (comp.a.mode, comp.b.mode))
     try:
@@ -487,6 +621,9 @@ def compare_stream(
             side.compute_s += seconds
             if ans is None:
                 side.done = True
+                if comp.gold is not None:
+                    side.correct = match_choice(side.answer.answer if side.answer else None, comp.gold,
+                                                choice_list or [])  # fmt: skip
             else:
                 side.answer = ans
                 if side.first_token_s is None:
