@@ -116,10 +116,17 @@ def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple
 
 def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
     if t is None:
+        how = (
+            "import a run's traces below (Import traces), or ask questions in <b>Ask &amp; compare</b>: "
+            "the think answers land here"
+            if service.is_admin(user)
+            else "ask a question in <b>Ask &amp; compare</b> (pick an example, then Ask both): its think "
+            "answers land here; or ask an admin to import traces or share clips into the common queue"
+        )
         return (
             None, None, _progress(user),
-            "<div class='at-empty'>Your queue is empty. Import traces below, or ask questions in "
-            "<b>Ask &amp; compare</b> (think answers land here).</div>",
+            f"<div class='at-empty-state'><b>Nothing to rate: your queue is empty.</b> To get traces, {how}."
+            "</div>",
             None, "", gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None),
             None, None, "",
         )  # fmt: skip

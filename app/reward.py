@@ -51,7 +51,21 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
         fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
         src = " · ".join(f"{k}: {sum(v.values())}" for k, v in sorted(by_source.items())) or "none yet"
         items = " · ".join(f"{k}: {v}" for k, v in sorted(c.get("items_by_source", {}).items())) or "none yet"
-        md = (
+        empty = ""
+        if not c["ratings"] and not c["votes"]:
+            empty = (
+                "### No ratings or votes yet\nThis tab fills in as people rate and vote. To start: "
+                "**rate** think traces in the **Rate** tab (each submitted rating trains the reward model), "
+                "or **vote** between two answers in **Ask & compare**. "
+                + (
+                    "As an admin you can also import a run's traces (Rate → Import traces) and then train "
+                    "the reward model here once there are ratings."
+                    if admin
+                    else "An admin can import a run's traces into your queue."
+                )
+                + "\n\n"
+            )
+        md = empty + (
             f"**{c['ratings']}** ratings · **{c['votes']}** votes · {c['generations']} generations · "
             f"{c['items']} items · {c['clips']} clips · {c['annotators']} annotators  \n"
             f"Ratings by source: {src}  \nItems by source: {items}  \n"

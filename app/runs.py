@@ -81,12 +81,20 @@ def _prediction_rows(rows: list[dict]) -> dict:
     return {"headers": headers, "data": data or [[None] * len(headers)]}
 
 
+NO_RUNS = (
+    "### No runs yet\nNothing to show: the runs folder has no training or evaluation output. A run appears "
+    "here (press **Refresh list**) once one writes its logs, for example:\n\n"
+    "```bash\npython -m audio_thinker.train --out runs/my-run --max-steps 50\n"
+    "python -m audio_thinker.evaluate --data data/heldout/test.json --mode think --out runs/heldout-think\n```"
+)
+
+
 def show(name: str | None) -> tuple[Any, ...]:
     """Everything the tab shows for one run."""
     with user_error():
         if not name:
             return (
-                "Pick a run.",
+                "Pick a run." if service.list_runs() else NO_RUNS,
                 None,
                 None,
                 None,

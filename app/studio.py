@@ -45,6 +45,43 @@ KEYBOARD_JS = """
     new MutationObserver(() => { dirty = false; }).observe(head, {childList: true, subtree: true, characterData: true});
   };
   watchHeader();
+  // Radio groups act as groups for the keyboard. Gradio gives every radio input its own name, so each is
+  // a group of one: Tab stops at every choice and the arrow keys do nothing. Here each group (the radios
+  // of one fieldset) has one tab stop, its checked choice (else its first), and the arrow keys move and
+  // select within it, wrapping around, as for native radio groups.
+  const radios = (group) => [...group.querySelectorAll("input[type=radio]")].filter((r) => !r.disabled);
+  const rove = () => {
+    for (const group of document.querySelectorAll("fieldset")) {
+      const all = radios(group);
+      if (!all.length) continue;
+      const stop = all.find((r) => r.checked) || all[0];
+      for (const r of all) r.tabIndex = r === stop ? 0 : -1;
+    }
+  };
+  let roveQueued = false;
+  const queueRove = () => {
+    if (roveQueued) return;
+    roveQueued = true;
+    requestAnimationFrame(() => { roveQueued = false; rove(); });
+  };
+  new MutationObserver(queueRove).observe(document.documentElement,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ["aria-checked", "disabled"]});
+  document.addEventListener("change", queueRove, true);
+  document.addEventListener("keydown", (ev) => {
+    const t = ev.target;
+    if (!t || t.tagName !== "INPUT" || t.type !== "radio" || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const step = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1}[ev.key];
+    const group = t.closest("fieldset");
+    if (!step || !group) return;
+    const all = radios(group);
+    const next = all[(all.indexOf(t) + step + all.length) % all.length];
+    ev.preventDefault();
+    ev.stopPropagation();
+    if (!next || next === t) return;
+    next.focus();
+    if (!next.checked) next.click();
+    queueRove();
+  }, true);
   window.addEventListener("beforeunload", (ev) => {
     if (!dirty) return undefined;
     ev.preventDefault();
@@ -112,6 +149,7 @@ CSS = """
 .at-reasoning .at-sent sup { opacity: 0.55; margin: 0 2px 0 6px; }
 .at-reasoning .at-answer { font-weight: 600; }
 #rate-quality .wrap { gap: 4px; }
+.at-empty-state { border: 1px dashed var(--border-color-primary); border-radius: 8px; padding: 12px 14px; }
 """
 
 
@@ -162,7 +200,7 @@ def build_app() -> gr.Blocks:
         api.register()  # first, so the named endpoints keep their names
         with gr.Tabs():
             with gr.Tab("Ask & compare", id="compare", elem_id="tab-compare"):
-                admin_only = compare.build()
+                admin_only, card = compare.build()
             with gr.Tab("Rate", id="rate", elem_id="tab-rate") as rate_tab:
                 rate_load, rate_outputs, rate_admin = rate.build()
             with gr.Tab("Reward model", id="reward", elem_id="tab-reward") as reward_tab:
@@ -170,6 +208,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as runs_tab:
                 runs_show, runs_outputs, run_pick = runs.build()
         demo.load(header, None, notice, api_visibility="private")
+        demo.load(compare.card_text, None, card, api_visibility="private")
         admin_only += rate_admin + reward_admin
         demo.load(admin_controls(len(admin_only)), None, admin_only, api_visibility="private")
         rate_tab.select(rate_load, None, rate_outputs, api_visibility="private")
