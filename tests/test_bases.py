@@ -168,6 +168,7 @@ def test_changing_audio_changes_logprobs(base, lms):
     assert torch.isfinite(logps[0]).all() and (logps[0] - logps[1]).abs().max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", BASES)
 def test_one_grpo_step_then_evaluation(base, base_dirs, tmp_path, synth_set):
     from audio_thinker.evaluate import evaluate, load_items

@@ -287,6 +287,7 @@ def _cfg(tmp, model, **kw):
     return GRPOConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_audio_is_encoded_once_per_prompt_in_every_pass(random_model_dir, tmp_path, monkeypatch):
     calls = []
     real = grpo.encode_audio
@@ -303,6 +304,7 @@ def test_audio_is_encoded_once_per_prompt_in_every_pass(random_model_dir, tmp_pa
     assert sum(calls) == 2 * (1 + 1 + 1 + 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lora", [False, True], ids=["full-fine-tune", "lora"])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(random_model_dir, tmp_path, monkeypatch, lora):
     """A run that dies after logging step 3 (its last checkpoint is step 2) and is resumed ends exactly
@@ -356,6 +358,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(random_model_dir, tmp_
             assert torch.equal(value, ob["state"][k][name]), (k, name)
 
 
+@pytest.mark.slow
 def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, capsys, monkeypatch):
     from audio_thinker.train import main
 
@@ -395,6 +398,7 @@ def test_resume_latest_says_why_not_or_continues(random_model_dir, tmp_path, cap
     assert plotted and all(p == [1, 2, 3, 4] for p in plotted)
 
 
+@pytest.mark.slow
 def test_lora_run_saves_a_loadable_merged_model(tmp_path):
     """A LoRA run's ``final`` is the base with the trained adapter merged in: the linear layers LoRA
     targets moved, nothing else did, and it loads and answers like any model folder. (The shipped model,
@@ -429,6 +433,7 @@ def test_config_validation_names_the_problem():
         GRPOConfig(num_generations=1).validate()
 
 
+@pytest.mark.slow
 def test_train_cli_writes_final_and_report(random_model_dir, tmp_path):
     from audio_thinker.train import main
 
@@ -473,6 +478,7 @@ def test_train_cli_writes_final_and_report(random_model_dir, tmp_path):
         main(["--out", str(out), "--model", random_model_dir, "--max-steps", "1"])
 
 
+@pytest.mark.slow
 def test_ablation_trains_each_set_once_and_writes_the_table(random_model_dir, tmp_path, monkeypatch):
     import yaml
 

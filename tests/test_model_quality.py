@@ -11,6 +11,8 @@ import pytest
 from audio_thinker.evaluate import evaluate
 from audio_thinker.report import eval_items
 
+pytestmark = pytest.mark.slow  # minutes of model evaluation
+
 SEED, PER_TASK = 20261122, 20
 
 
