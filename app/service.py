@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from audio_thinker import synth
 from audio_thinker.audio import MAX_FILE_BYTES, AudioError, load_audio
 from audio_thinker.inference import Answer, AudioLM
-from audio_thinker.models import TINY_MODEL_DIR, check_model_source, default_model_path
+from audio_thinker.models import TINY_MODEL_DIR, check_model_source, default_model_path, load_policy
 from audio_thinker.prompts import MODES, check_question
 from audio_thinker.rewards import match_choice
 from audio_thinker.store import (
@@ -284,7 +284,23 @@ def _db(fn: Callable[[], Any]) -> Any:
 _model_lock = threading.Lock()
 
 
+def model_device() -> str:
+    """Where the model runs: ``$AUDIO_THINKER_DEVICE``, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    env = os.environ.get("AUDIO_THINKER_DEVICE")
+    if env:
+        return env
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _load_model(path: str | None) -> AudioLM:
+    device = model_device()
+    if device.startswith("cuda"):  # bf16 on a GPU: a 7B model takes ~16 GB instead of ~32
+        import torch
+
+        policy, processor = load_policy(path or default_model_path(), dtype=torch.bfloat16, device=device)
+        return AudioLM(policy, processor)
     lm = AudioLM.from_pretrained(path or default_model_path())
     if _on_gpu:
         import torch
