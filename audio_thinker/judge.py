@@ -106,7 +106,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from . import synth
-from .rewards import answer_tokens, match_choice, parse_completion
+from .rewards import answer_tokens, match_choice, parse_completion, quantize_quality
 
 __all__ = [
     "Judge",
@@ -125,12 +125,6 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # Interface
-
-
-def quantize_quality(value: float) -> float:
-    """Clip to [0, 1] and round half up to the nearest 0.1 (the R_t grid)."""
-    clipped = min(1.0, max(0.0, float(value)))
-    return math.floor(clipped * 10.0 + 0.5 + 1e-9) / 10.0
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,8 @@ def consistency_gate(
     return out
 
 
-def _quantise(value: float) -> float:
+def quantize_quality(value: float) -> float:
+    """Clip to [0, 1] and round half up to the nearest 0.1: the R_t grid (judges, ratings, rewards)."""
     clipped = min(1.0, max(0.0, float(value)))
     return math.floor(clipped * 10.0 + 0.5 + 1e-9) / 10.0
 
@@ -258,7 +259,7 @@ def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) ->
         if t:
             if rt is None or math.isnan(rt):
                 raise ValueError(f"think completion needs a quality score, got {rt!r}")
-            rated.append(_quantise(rt))
+            rated.append(quantize_quality(rt))
     fill = sum(rated) / len(rated) if rated else 0.0
     it = iter(rated)
     return [next(it) if t else fill for t in think]

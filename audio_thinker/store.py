@@ -94,6 +94,7 @@ from sqlalchemy.orm import (
 )
 
 from audio_thinker.audio import AudioError, content_hash, load_audio
+from audio_thinker.rewards import quantize_quality
 
 __all__ = [
     "DEFAULT_URL",
@@ -587,7 +588,7 @@ def snap_quality(value: object) -> float | None:
         raise ValueError(f"quality must be a number between 0 and 1, got {value!r}")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"quality must be between 0 and 1, got {value!r}")
-    return math.floor(float(value) * 10 + 0.5 + 1e-9) / 10
+    return quantize_quality(value)  # the R_t grid
 
 
 def _annotator_name(value: object) -> str:
