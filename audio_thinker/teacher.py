@@ -272,3 +272,44 @@ def think_target(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> Ta
 def direct_kept(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> bool:
     """Whether a direct (no-think) answer is kept for this item's difficulty (else shown with a trace)."""
     return rng.random() < cfg.direct_share[item["difficulty"]]
+
+
+def oracle_table(cfg: TeacherConfig, per_task: int = 300, seed: int = 3) -> dict:
+    """The teacher's think targets judged by the oracle: accuracy, consistency and quality by difficulty,
+    and the share of targets carrying each flaw (``python -m audio_thinker.teacher``)."""
+    import collections
+
+    from .judge import JudgeRequest, make_judge
+    from .rewards import match_choice
+
+    judge = make_judge("oracle")
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[tuple[bool, int, float]]] = collections.defaultdict(list)
+    flaws: collections.Counter = collections.Counter()
+    for task in synth.TASKS:
+        for i in range(per_task):
+            item, _ = synth.generate_item(task, seed, i, "teacher")
+            t = think_target(item, rng, cfg)
+            flaws.update(t.flaws or ["none"])
+            (v,) = judge.score_batch(
+                [JudgeRequest(item["question"], item["choices"], t.trace, t.answer, item)]
+            )
+            rows[item["difficulty"]].append(
+                (match_choice(t.answer, item["answer"], item["choices"]), v.consistent, v.quality)
+            )
+    rows["all"] = [r for d in synth.DIFFICULTIES for r in rows[d]]
+    n = len(rows["all"])
+    table = {
+        d: {
+            k: round(float(np.mean([r[j] for r in rows[d]])), 3)
+            for j, k in enumerate(("accuracy", "consistency", "quality"))
+        }
+        for d in (*synth.DIFFICULTIES, "all")
+    }
+    return {"by_difficulty": table, "flaw_share": {k: round(v / n, 3) for k, v in flaws.most_common()}}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(oracle_table(TeacherConfig()), indent=1))
