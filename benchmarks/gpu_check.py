@@ -31,9 +31,8 @@ What is measured from outside the trainer (``grpo.py`` is not modified): the tra
 encoder pass) is timed by wrapping ``grpo.sample`` while ``train`` runs; ``grpo.load_policy`` is wrapped to
 time the load (and to delete the saved bf16 copy once it is loaded, halving the disk needed).
 
-The "as run" prediction adds what the README model leaves out for this trainer on one GPU: ``load_policy``
-loads the policy in fp32 (``bf16=True`` is autocast only), so frozen weights cost 4 bytes, not 2; under
-gradient checkpointing ``completion_logprobs`` does not share the prompt prefix (each of the g completions
+The "as run" prediction adds what the README model leaves out for this trainer on one GPU (LoRA under bf16
+loads the frozen base in bf16, as the README model assumes): under gradient checkpointing ``completion_logprobs`` does not share the prompt prefix (each of the g completions
 carries its own copy of the prompt); the rollout's KV cache holds all local prompts x G rows at once.
 
 Flags: ``--tiny``, ``--models qwen2_audio,omni_thinker``, ``--steps 3``, ``--workdir DIR``,
@@ -312,7 +311,7 @@ class Probe:
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
             self.load_s = time.perf_counter() - t0
-            if self.delete_after_load is not None:  # loaded (fp32 copies in memory): the bf16 files can go
+            if self.delete_after_load is not None:  # loaded (copies in memory): the bf16 files can go
                 shutil.rmtree(self.delete_after_load, ignore_errors=True)
             return out
 
@@ -345,12 +344,12 @@ def predictions(
         c, g, readme_prompt, sizes.max_new_tokens
     )
     readme = breakdown(c, "LoRA r8, DDP", act, gpus=1)
-    # as the trainer runs it: fp32 weights (+2 bytes each), the prompt repeated per completion under
-    # gradient checkpointing, the rollout KV cache of all local prompts x G
+    # as the trainer runs it: the prompt repeated per completion under gradient checkpointing, the rollout
+    # KV cache of all local prompts x G
     as_run_act = activations(c, g, g * prompt_tokens, sizes.max_new_tokens) + kv_cache(
         c, prompts * g, prompt_tokens, sizes.max_new_tokens
     )
-    as_run = readme["total"] + 2 * (c["total"] + c["lora"]) / GB - act + as_run_act
+    as_run = readme["total"] - act + as_run_act
     return {
         "params_b": c["total"] / 1e9,
         "trained_lora_m": c["lora"] / 1e6,
@@ -419,7 +418,7 @@ def run_base(base: Base, sizes: Sizes, steps: int, device: str, workdir: str | N
     tok, processor = tokenizer_and_processor(base, sizes, num_mel_bins=128)
     config = model_config(base, tok, sizes)
     c = counts(config, model_class(base), lora_r=LORA_R)  # exact, on the meta device
-    # the most on disk at once: train's merged fp32 `final` (the bf16 save is deleted once it is loaded)
+    # the most on disk at once: train's merged `final` (the bf16 save is deleted once it is loaded)
     need = 4 * c["total"] + 2 * GB
     root = Path(tempfile.mkdtemp(prefix=f"gpu_check_{base.key}_", dir=pick_workdir(need, workdir)))
     print(f"work folder {root} ({shutil.disk_usage(root).free / GB:.1f} GB free)", flush=True)
@@ -558,7 +557,7 @@ def report(base: Base, r: dict[str, Any], sizes: Sizes) -> None:
         f"({terms})"
     )
     print(
-        f"predicted, as the trainer runs it (fp32 weights, prompt repeated per completion under gradient "
+        f"predicted, as the trainer runs it (prompt repeated per completion under gradient "
         f"checkpointing, rollout KV of {PROMPTS_PER_STEP * GROUP} rows): {r['predicted_mem_as_run_gb']:.2f} GB"
     )
     if "error" in r:
