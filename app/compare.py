@@ -27,7 +27,7 @@ def display_text(raw: str) -> str:
     return text.strip() or "…"
 
 
-OUT_OF_TOKENS = "⛔ **No answer: ran out of tokens.** The reasoning used all {n} tokens without closing."
+OUT_OF_TOKENS = "**No answer: ran out of tokens.** The reasoning used all {n} tokens without closing."
 
 
 def _messages(question: str, side: service.Side) -> list[dict]:
@@ -68,7 +68,7 @@ def _stats(side: service.Side, revealed: bool = False, gold: str | None = None) 
     mode = f" · mode **{side.mode}** ({side.answer.output_mode})" if revealed else ""
     mark = ""
     if side.correct is not None:
-        mark = " · ✅ **correct**" if side.correct else f" · ❌ **wrong** (correct: {gold})"
+        mark = " · ✓ **correct**" if side.correct else f" · ✗ **wrong** (correct: {gold})"
     return f"<sub>{side.tokens} tokens · {side.compute_s:.2f} s{first}{state}</sub>{mark}{mode}"
 
 

@@ -117,7 +117,8 @@ def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple
 def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
     if t is None:
         how = (
-            "import a run's traces below (Import traces), or ask questions in <b>Ask &amp; compare</b>: "
+            "import a run's traces (<b>Import traces</b>, at the foot of the right column), or ask questions "
+            "in <b>Ask &amp; compare</b>: "
             "the think answers land here"
             if service.is_admin(user)
             else "ask a question in <b>Ask &amp; compare</b> (pick an example, then Ask both): its think "
@@ -127,7 +128,8 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
             None, None, _progress(user),
             f"<div class='at-empty-state'><b>Nothing to rate: your queue is empty.</b> To get traces, {how}."
             "</div>",
-            None, "", gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None),
+            gr.update(value=None, visible=False), "",
+            gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None, visible=False),
             None, None, "",
         )  # fmt: skip
     d = t.draft or {}
@@ -135,8 +137,9 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
     quality = None if d.get("quality") is None else f"{d['quality']:.1f}"
     span = d.get("flawed_span")
     return (
-        t.generation_id, time.time(), _progress(user), _header(t), t.audio_path, _reasoning(t),
-        gr.update(choices=_flaw_choices(t), value=_span_value(tuple(span)) if span else None),
+        t.generation_id, time.time(), _progress(user), _header(t), gr.update(value=t.audio_path, visible=True),
+        _reasoning(t),
+        gr.update(choices=_flaw_choices(t), value=_span_value(tuple(span)) if span else None, visible=True),
         consistent, quality, d.get("comment") or "",
     )  # fmt: skip
 

@@ -81,7 +81,7 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
             _table(rows, ["annotator", "submitted", "drafts", "skipped", "discarded", "votes"]),
             _table(kappa_rows, ["annotator A", "annotator B", "overlap", "κ consistency"]),
             _table(rank_rows, ["rank", "model · mode", "BT rating", "95% interval", "votes", "win rate"]),
-            _ranking_plot(ranked),
+            gr.update(value=_ranking_plot(ranked), visible=bool(ranked)),  # no empty box without votes
         )
 
 

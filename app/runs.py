@@ -95,9 +95,9 @@ def show(name: str | None) -> tuple[Any, ...]:
         if not name:
             return (
                 "Pick a run." if service.list_runs() else NO_RUNS,
-                None,
-                None,
-                None,
+                gr.update(value=None, visible=False),
+                gr.update(value=None, visible=False),
+                gr.update(value=None, visible=False),
                 "",
                 gr.update(value=[], visible=False),
                 gr.update(visible=False),
@@ -136,8 +136,9 @@ def show(name: str | None) -> tuple[Any, ...]:
             _completion_rows(completions) if completions else _prediction_rows(service.run_predictions(name))
         )
         images = service.run_images(name)
+        figs = [gr.update(value=f, visible=True) for f in (reward_fig, acc_fig, nt_fig)]
         return (
-            head, reward_fig, acc_fig, nt_fig, "\n\n".join(parts), gr.update(value=images, visible=bool(images)),
+            head, *figs, "\n\n".join(parts), gr.update(value=images, visible=bool(images)),
             gr.update(value=table, visible=bool(completions) or table["data"][0][0] is not None),
         )  # fmt: skip
 

@@ -48,7 +48,7 @@ def user_error() -> Iterator[None]:
 
 def progress_bar(done: int, total: int, label: str) -> str:
     """A small HTML progress bar."""
-    pct = 100.0 * done / total if total else 100.0
+    pct = 100.0 * done / total if total else 0.0  # nothing to do yet is not "all done"
     return (
         f'<div class="at-progress" title="{label}"><div class="at-progress-label">{label}</div>'
         f'<div class="at-progress-track"><div class="at-progress-fill" style="width:{pct:.1f}%"></div></div></div>'

@@ -297,7 +297,7 @@ def test_runs_tab_data_and_no_path_escape(configured):
     assert len(service.run_history("grpo-demo")) == 4
     head, reward_fig, acc_fig, nt_fig, table, images, samples = runs.show("grpo-demo")
     assert "4 logged steps" in head and "| full | 0.95 |" in table
-    assert {line.get_label() for line in acc_fig.axes[0].get_lines()} == {"easy", "hard", "all"}
+    assert {line.get_label() for line in acc_fig["value"].axes[0].get_lines()} == {"easy", "hard", "all"}
     assert samples["value"]["data"][0][-1].startswith("<think>") and not images["visible"]
     for bad in ("..", "../..", "/etc", "grpo-demo/../../"):
         with pytest.raises(service.UserError):
