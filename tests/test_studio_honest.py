@@ -246,6 +246,25 @@ def test_uploaded_speech_is_flagged_over_the_api(studio, tmp_path):
     assert r["audio_flags"] and any("speech" in f for f in r["audio_flags"])
 
 
+@needs_chromium
+def test_an_upload_unlike_the_training_clips_is_flagged_on_the_page(studio, browser, tmp_path):
+    """Right after the upload, under the player: a speech-like clip of 6 s is flagged (sounds and length);
+    a built-in example is not."""
+    import soundfile as sf
+    from playwright.sync_api import expect
+
+    url, _ = studio
+    clip = tmp_path / "talk.wav"
+    sf.write(clip, speech_like(np.random.default_rng(2), seconds=6.0), SR)
+    page = signed_in(browser, url, "bea")
+    page.locator("#cmp-audio input[type=file]").set_input_files(str(clip))
+    flag = page.locator("#cmp-audio-flag")
+    expect(flag).to_contain_text("unlike what the model was trained on")
+    expect(flag).to_contain_text("first 3 s")
+    expect(flag).to_contain_text("speech")
+    page.context.close()
+
+
 # --------------------------------------------------------------------------- 1. ran out of tokens
 
 
