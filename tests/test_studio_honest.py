@@ -402,3 +402,18 @@ def test_radio_groups_move_with_arrow_keys(studio, browser):
     assert page.evaluate("document.activeElement.closest('#cmp-pair') !== null")
     assert page.evaluate("document.activeElement.checked") is True
     page.context.close()
+
+
+def test_another_models_card_says_what_its_config_and_processor_say(studio, monkeypatch):
+    """For a model other than the shipped one, the card claims nothing about its training: it gives what the
+    config and processor say, and uploads are checked only against the clip window."""
+    from app import service
+
+    monkeypatch.setattr(service, "model_name", lambda: "someone/audio-model")
+    card = service.model_card("ann")
+    assert card["model"] == "someone/audio-model" and card["synthetic_only"] is False
+    assert card["trained_on"] is None and card["architecture"] == "Qwen2AudioForConditionalGeneration"
+    assert card["clip_window_s"] == 3.0 and card["sampling_rate"] == 16000
+    assert "see its model card" in service.model_card_markdown("ann")
+    path, _ = count_example()
+    assert service.audio_check(path) == []
