@@ -218,3 +218,46 @@ def test_samples_draw_k_completions_per_item_and_judge_them(synth_set, random_lm
     ]
     with pytest.raises(ValueError, match="temperature"):
         ev.evaluate(random_lm, items, mode="think", samples=3, progress=False)
+
+
+def test_fidelity_targets_from_a_summary():
+    """The four numbers of issue #16 and whether each holds, from the measured runs' summaries."""
+    from audio_thinker.fidelity import targets
+
+    def run(acc, hard, **extra):
+        return {"accuracy": acc, "by_difficulty": {"hard": {"accuracy": hard}}, **extra}
+
+    summary = {
+        "think": run(0.78, 0.70, consistency_rate=0.88),
+        "no-think": run(0.75, 0.30),
+        "think@k": run(0.6, 0.5, pass_at_k=0.96),
+    }
+    t = targets(summary)
+    assert t["think_hard"] == 0.70 and t["think_minus_no_think_hard"] == 0.40
+    assert t["pass_k_minus_pass_1"] == 0.18 and t["consistency_rate"] == 0.88
+    assert all(t["holds"].values())
+    summary["think"] = run(0.99, 1.0, consistency_rate=1.0)  # the shipped base: three of four fail
+    t = targets(summary)
+    assert t["holds"] == {
+        "think_hard": False,
+        "think_minus_no_think_hard": True,
+        "consistency_rate": False,
+        "pass_k_gain": False,
+    }
+
+
+def test_fidelity_target_at_the_bar_holds():
+    """A gain of exactly 15 points (27 items of 180: 0.8333 → 0.9833) meets 'at least 15 points'."""
+    from audio_thinker.fidelity import targets
+
+    def run(acc, hard, **extra):
+        return {"accuracy": acc, "by_difficulty": {"hard": {"accuracy": hard}}, **extra}
+
+    t = targets(
+        {
+            "think": run(0.8333, 0.7667, consistency_rate=0.9),
+            "no-think": run(0.7, 0.6167),
+            "think@k": run(0.6, 0.5, pass_at_k=0.9833),
+        }
+    )
+    assert t["holds"] == dict.fromkeys(t["holds"], True)
