@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import studio_harness
+from studio_harness import configured_service, served
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
@@ -64,34 +66,15 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def configured(workdir, shipped_lm):
     """The service configured for a temporary database and runs folder, with auth (alice is admin)."""
-    import torch
-
-    from app import service
-
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{workdir / 'ratings.db'}")
-        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
-        mp.setenv("AUDIO_THINKER_ADMINS", "alice")
-        mp.delenv("AUDIO_THINKER_MODEL", raising=False)
-        service.configure(
-            lm=shipped_lm, runs_root=workdir / "runs", reward_model_dir=workdir / "rm",
-            exports_dir=workdir / "exports",
-        )  # fmt: skip
-        service.warm_up()
+    with configured_service(workdir, shipped_lm, USERS, "alice") as service:
         yield service
-        service.configure(service.Settings())  # drop the store and model references
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def server(configured):
     """The studio launched in-process on a free port: its URL."""
-    from app import studio
-
-    demo, url = studio.serve()
-    yield url
-    demo.close()
+    with served() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +84,7 @@ def example(configured) -> tuple[str, dict]:
 
 
 def client(url: str, user: str):
-    from gradio_client import Client
-
-    return Client(url, auth=(user, USERS[user]), verbose=False)
+    return studio_harness.client(url, user, USERS[user])
 
 
 def db(workdir: Path) -> sqlite3.Connection:

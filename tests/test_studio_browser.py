@@ -4,16 +4,15 @@ and unsaved-changes behaviour."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+import studio_harness
+from studio_harness import CHROMIUM, configured_service, served
 
-CHROMIUM = os.environ.get("AUDIO_THINKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 USERS = {"ann": "ann-pw", "bea": "bea-pw"}
 
 pytestmark = pytest.mark.skipif(
@@ -24,21 +23,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, shipped_lm):
     """The studio with ann (admin) and bea, two shared traces both rated by ann; yields (url, db file)."""
-    import torch
-
-    from app import service, studio
-
     root = tmp_path_factory.mktemp("studio-browser")
-    db_file = root / "ratings.db"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{db_file}")
-        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
-        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
-        service.configure(
-            lm=shipped_lm, runs_root=root / "runs", reward_model_dir=root / "rm", exports_dir=root / "exports"
-        )
-        service.warm_up()
+    with configured_service(root, shipped_lm, USERS, "ann") as service:
         st = service.store()
         for path, it in service.example_items()[:3]:
             clip = st.add_clip(path)
@@ -48,35 +34,18 @@ def studio(tmp_path_factory, shipped_lm):
                 item.id, "tiny", "think", f"<think>{it['reasoning']}</think><answer>x</answer>"
             )
             st.rate(gen.id, "ann", consistent=True, quality=0.9, comment="ann's private comment")
-        demo, url = studio.serve()
-        yield url, db_file
-        demo.close()
-        service.configure(service.Settings())
-    torch.set_num_threads(threads)
+        with served() as url:
+            yield url, root / "ratings.db"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with studio_harness.chromium() as b:
         yield b
-        b.close()
 
 
 def signed_in(browser, url: str, user: str):
-    from playwright.sync_api import expect
-
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.set_default_timeout(60_000)
-    expect.set_options(timeout=60_000)
-    page.goto(url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(USERS[user])
-    page.get_by_role("button", name="Login").click()
-    expect(page.locator("#studio-notice")).to_contain_text(f"Signed in as {user}")
-    return page
+    return studio_harness.signed_in(browser, url, user, USERS[user])
 
 
 def rows(db_file: Path, sql: str, *args) -> list[tuple]:

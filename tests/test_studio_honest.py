@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import studio_harness
+from studio_harness import CHROMIUM, configured_service, served
 
-CHROMIUM = os.environ.get("AUDIO_THINKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 USERS = {"ann": "ann-pw", "bea": "bea-pw"}
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -32,58 +32,24 @@ needs_chromium = pytest.mark.skipif(
 def studio(tmp_path_factory, shipped_lm):
     """The studio with ann (admin) and bea on a fresh database and an empty runs folder; yields
     (url, db file)."""
-    import torch
-
-    from app import service, studio
-
     root = tmp_path_factory.mktemp("studio-honest")
-    db_file = root / "ratings.db"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{db_file}")
-        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
-        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
-        mp.delenv("AUDIO_THINKER_MODEL", raising=False)
-        (root / "runs").mkdir()
-        service.configure(
-            lm=shipped_lm, runs_root=root / "runs", reward_model_dir=root / "rm", exports_dir=root / "exports"
-        )
-        service.warm_up()
-        demo, url = studio.serve()
-        yield url, db_file
-        demo.close()
-        service.configure(service.Settings())
-    torch.set_num_threads(threads)
+    (root / "runs").mkdir()
+    with configured_service(root, shipped_lm, USERS, "ann"), served() as url:
+        yield url, root / "ratings.db"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    with studio_harness.chromium() as b:
         yield b
-        b.close()
 
 
 def signed_in(browser, url: str, user: str):
-    from playwright.sync_api import expect
-
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.set_default_timeout(60_000)
-    expect.set_options(timeout=60_000)
-    page.goto(url)
-    page.get_by_label("username").fill(user)
-    page.get_by_label("password").fill(USERS[user])
-    page.get_by_role("button", name="Login").click()
-    expect(page.locator("#studio-notice")).to_contain_text(f"Signed in as {user}")
-    return page
+    return studio_harness.signed_in(browser, url, user, USERS[user])
 
 
 def client(url: str, user: str):
-    from gradio_client import Client
-
-    return Client(url, auth=(user, USERS[user]), verbose=False)
+    return studio_harness.client(url, user, USERS[user])
 
 
 def count_example() -> tuple[str, dict]:

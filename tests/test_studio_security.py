@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import studio_harness
+from studio_harness import configured_service, served
 
 USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
 
@@ -20,36 +22,16 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def configured(workdir, shipped_lm):
-    import torch
-
-    from app import service
-
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{workdir / 'ratings.db'}")
-        mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in USERS.items()))
-        mp.setenv("AUDIO_THINKER_ADMINS", "ann")
-        mp.delenv("AUDIO_THINKER_MODEL", raising=False)
-        service.configure(
-            lm=shipped_lm,
-            runs_root=workdir / "runs",
-            reward_model_dir=workdir / "rm",
-            exports_dir=workdir / "exports",
-            model_path=str(workdir / "models" / "grpo-final"),
-        )  # fmt: skip  (the model is given; its path on the server is only a label that must not leak)
-        service.warm_up()
+    # the model is given; its path on the server is only a label that must not leak
+    label = str(workdir / "models" / "grpo-final")
+    with configured_service(workdir, shipped_lm, USERS, "ann", model_path=label) as service:
         yield service
-        service.configure(service.Settings())
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def server(configured):
-    from app import studio
-
-    demo, url = studio.serve()
-    yield url
-    demo.close()
+    with served() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +40,7 @@ def example(configured) -> tuple[str, dict]:
 
 
 def client(url: str, user: str):
-    from gradio_client import Client
-
-    return Client(url, auth=(user, USERS[user]), verbose=False)
+    return studio_harness.client(url, user, USERS[user])
 
 
 def db(workdir: Path) -> sqlite3.Connection:
