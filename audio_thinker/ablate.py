@@ -1,26 +1,36 @@
-"""The paper's Table 1 on the tiny model: one GRPO run per reward set, same seeds and steps, one table.
+"""The paper's Table 1 in miniature: one GRPO run per reward set and training seed, all from the same base,
+evaluated on an in-distribution set, a shifted set and a hiss set, reported as mean ± spread over the seeds.
 
-    python -m audio_thinker.ablate --out runs/ablation                       # grpo, atar, atar+rc, full
-    python -m audio_thinker.ablate --out runs/ablation --max-steps 40 --sets grpo,full
+    python -m audio_thinker.ablate --out runs/ablation                       # grpo, atar, atar+rc, full; seeds 0, 1
+    python -m audio_thinker.ablate --out runs/ablation --max-steps 40 --sets grpo,full --seeds 0
 
-Every run starts from the same model with the same config (``--config``, default configs/tiny.yaml) and
-differs only in ``reward_set``; a run whose ``final`` exists is not trained again, so an interrupted
-ablation continues where it stopped. Each final model is evaluated greedily on one fresh synth-aqa set
-in the prompt mode it was trained with (``grpo``: think; the ATAR sets: adaptive), next to the starting
-model in think mode (the paper's base row), and every think trace is judged by the oracle for the
-consistency rate. Writes ``OUT/ablation.json`` and ``OUT/ablation.md`` (the table, with the paper's
-Table 1 deltas on MMAU test-mini beside ours).
+Runs live in ``OUT/<set>/seed-<s>`` and differ only in ``reward_set`` and ``seed`` (the rest comes from
+``--config``, default configs/tiny.yaml, and ``--max-steps``). One command runs it all and can be repeated:
+a run whose ``final`` exists is reused, a run with checkpoints but no ``final`` is resumed from its latest
+checkpoint, anything else is trained. A run whose saved ``config.json`` differs from the config asked for is
+never reused or resumed: the command stops and names the keys that differ.
+
+Evaluation (greedy, the oracle judging every think trace): the base in think mode (the paper's base row) and
+each final model in the prompt mode it was trained with (``grpo``: think; the ATAR sets: adaptive), on three
+sets of ``--eval-per-task`` items per task drawn with ``--eval-seed``: ``standard`` (the training
+distribution), ``shift`` (``synth --shift``: more events, closer pitches, louder hiss, tighter onsets) and
+``hiss`` (the standard items with every clip replaced by hiss: accuracy there comes from answering without
+listening). Writes ``OUT/ablation.json`` and ``OUT/ablation.md``: per set, accuracy by difficulty, the change
+against the base next to the paper's Table 1 deltas, no-think rate by difficulty, mean tokens, consistency
+rate and mean think quality, each as mean ± sample standard deviation over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from . import synth
-from .grpo import REWARD_SETS, train
-from .report import eval_items
+from .grpo import REWARD_SETS, GRPOConfig, train
 from .train import DEFAULT_CONFIG, load_config
 
 # MMAU test-mini average accuracy (%) from the paper's Table 1: base, GRPO, +ATAR, +CR, +TR (= full).
@@ -29,49 +39,127 @@ PAPER_TABLE1 = {
     "Qwen2.5-Omni-7B": {"base": 66.30, "grpo": 69.70, "atar": 71.50, "atar+rc": 72.50, "full": 73.70},
 }
 DEFAULT_SETS = ("grpo", "atar", "atar+rc", "full")
+DEFAULT_SEEDS = (0, 1)
+EVAL_SETS = ("standard", "shift", "hiss")
+# what the table reports per row (metrics.json keys), in order
+REPORTED = ("accuracy", "no_think_rate", "mean_completion_tokens", "consistency_rate", "mean_think_quality")
+NOT_COMPARED = ("resume",)  # config keys that may differ between the asked-for and the saved config
+
+
+class AblationError(ValueError):
+    """A run on disk that cannot be reused for the ablation asked for."""
+
+
+def run_config(
+    out: Path, config: str | Path | None, name: str, seed: int, max_steps: int | None
+) -> GRPOConfig:
+    """The config of run ``name`` with training seed ``seed``."""
+    return load_config(
+        config,
+        {"out": str(out / name / f"seed-{seed}"), "reward_set": name, "seed": seed, "max_steps": max_steps},
+    )
+
+
+def ensure_run(cfg: GRPOConfig) -> str:
+    """Reuse, resume or train the run of ``cfg``; returns its ``final`` folder.
+
+    Raises AblationError when the run's saved config differs from ``cfg`` (naming the keys).
+    """
+    out = Path(cfg.out)
+    saved_path = out / "config.json"
+    if saved_path.exists():
+        saved, wanted = json.loads(saved_path.read_text()), json.loads(json.dumps(asdict(cfg)))
+        differ = sorted(
+            k for k in set(saved) | set(wanted) if k not in NOT_COMPARED and saved.get(k) != wanted.get(k)
+        )
+        if differ:
+            raise AblationError(
+                f"{out} was run with another config ({', '.join(f'{k}: {saved.get(k)!r} != {wanted.get(k)!r}' for k in differ)}); "
+                "choose another --out or remove that run"
+            )
+    if not (out / "final").exists():
+        resume = "latest" if any((out / "checkpoints").glob("step-*")) else None
+        train(GRPOConfig(**{**asdict(cfg), "resume": resume}))
+    return str(out / "final")
+
+
+def eval_sets(seed: int, per_task: int) -> dict[str, list[dict]]:
+    """The three evaluation sets, held in memory (items carry their ``audio``)."""
+    from .evaluate import ablate as replace_audio
+
+    def draw(shift: bool) -> list[dict]:
+        items = []
+        for task in synth.TASKS:
+            for i in range(per_task):
+                item, audio = synth.generate_item(task, seed, i, "eval", shift=shift)
+                items.append({**item, "audio": audio})
+        return items
+
+    standard = draw(False)
+    hiss = [{**it, "audio": replace_audio(it["audio"], "hiss", seed + k)} for k, it in enumerate(standard)]
+    return {"standard": standard, "shift": draw(True), "hiss": hiss}
+
+
+def evaluate_row(path: str, mode: str, sets: dict[str, list[dict]], out: Path, judge) -> dict[str, dict]:
+    """Metrics of one model on every evaluation set (``out/<set>/metrics.json`` and ``predictions.json``)."""
+    from .evaluate import evaluate
+    from .inference import AudioLM
+
+    lm = AudioLM.from_pretrained(path)
+    result = {}
+    for name, items in sets.items():
+        preds, metrics = evaluate(lm, items, mode=mode, progress=False, judge=judge)
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "predictions.json").write_text(json.dumps(preds, indent=1))
+        (d / "metrics.json").write_text(json.dumps({**metrics, "model": path, "mode": mode}, indent=1))
+        result[name] = metrics
+    return result
 
 
 def run_ablation(
     out: str | Path,
     sets: tuple[str, ...] = DEFAULT_SETS,
+    seeds: tuple[int, ...] = DEFAULT_SEEDS,
     config: str | Path | None = DEFAULT_CONFIG,
     max_steps: int | None = None,
     eval_per_task: int = 40,
     eval_seed: int = 55_555,
 ) -> dict:
-    """Train (or reuse) one run per reward set, evaluate all of them, write the table; returns the rows."""
-    from .evaluate import evaluate
-    from .inference import AudioLM
+    """Train, resume or reuse every (set, seed) run, evaluate them and the base, write the tables."""
     from .judge import make_judge
     from .models import default_model_path
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    finals: dict[str, tuple[str, str]] = {}
-    base_cfg = None
-    for name in sets:
-        cfg = load_config(config, {"out": str(out / name), "reward_set": name, "max_steps": max_steps})
-        base_cfg = base_cfg or cfg
-        if not (Path(cfg.out) / "final").exists():
-            train(cfg)
-        finals[name] = (str(Path(cfg.out) / "final"), cfg.prompt_mode)
+    try:
+        configs = {
+            (name, seed): run_config(out, config, name, seed, max_steps) for name in sets for seed in seeds
+        }
+    except ValueError as err:  # a config that does not load or validate
+        raise AblationError(str(err)) from None
+    finals = {key: ensure_run(cfg) for key, cfg in configs.items()}
 
-    items = eval_items(eval_seed, eval_per_task)
+    first = next(iter(configs.values()))
+    data = eval_sets(eval_seed, eval_per_task)
     judge = make_judge("oracle")
-    models = {"base": (base_cfg.model or str(default_model_path()), "think"), **finals}
-    rows = {}
-    for name, (path, mode) in models.items():
-        preds, metrics = evaluate(
-            AudioLM.from_pretrained(path), items, mode=mode, progress=False, judge=judge
-        )
-        d = out / "eval" / name
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "predictions.json").write_text(json.dumps(preds, indent=1))
-        (d / "metrics.json").write_text(json.dumps({**metrics, "model": path, "mode": mode}, indent=1))
-        rows[name] = {"model": path, "mode": mode, **metrics}
+    base = evaluate_row(first.model or str(default_model_path()), "think", data, out / "eval" / "base", judge)
+    rows: dict[str, dict] = {"base": {"mode": "think", "seeds": {"-": base}}}
+    for name in sets:
+        mode = REWARD_SETS[name][0]
+        rows[name] = {
+            "mode": mode,
+            "seeds": {
+                str(seed): evaluate_row(
+                    finals[name, seed], mode, data, out / "eval" / name / f"seed-{seed}", judge
+                )
+                for seed in seeds
+            },
+        }
     result = {
         "sets": list(sets),
-        "max_steps": base_cfg.max_steps,
+        "seeds": list(seeds),
+        "max_steps": first.max_steps,
         "config": str(config),
         "eval_seed": eval_seed,
         "eval_per_task": eval_per_task,
@@ -82,41 +170,75 @@ def run_ablation(
     return result
 
 
-def ablation_table(result: dict) -> str:
-    """Markdown: accuracy and no-think rate by difficulty, tokens, consistency, Δ vs base next to the paper's."""
-    rows = result["rows"]
-    base_acc = rows["base"]["accuracy"]
-    head = (
-        "| run · prompt | acc easy | acc medium | acc hard | acc all | Δ acc vs base (pts) "
-        "| paper Δ Qwen2-Audio | paper Δ Omni | no-think easy | no-think medium | no-think hard "
-        "| mean tokens | consistency rate |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for name, m in rows.items():
-        bd = m["by_difficulty"]
-        acc = " | ".join(f"{bd.get(d, {}).get('accuracy', 0):.3f}" for d in synth.DIFFICULTIES)
-        nt = " | ".join(f"{bd.get(d, {}).get('no_think_rate', 0):.2f}" for d in synth.DIFFICULTIES)
-        paper = [f"{t[name] - t['base']:+.1f}" if name in t else "–" for t in PAPER_TABLE1.values()]
-        delta = "–" if name == "base" else f"{100 * (m['accuracy'] - base_acc):+.1f}"
-        cons = m.get("consistency_rate")
-        lines.append(
-            f"| {name} · {m['mode']} | {acc} | {m['accuracy']:.3f} | {delta} | {paper[0]} | {paper[1]} | {nt} "
-            f"| {m['mean_completion_tokens']:.1f} | {'–' if cons is None else f'{cons:.3f}'} |"
+def _values(row: dict, eval_set: str, key: str, difficulty: str | None = None) -> list[float]:
+    """One metric of a row on one evaluation set, one value per training seed (missing values left out)."""
+    out = []
+    for metrics in row["seeds"].values():
+        m = (
+            metrics[eval_set]
+            if difficulty is None
+            else metrics[eval_set]["by_difficulty"].get(difficulty, {})
         )
-    n = sum(m["n"] for m in rows.values()) // max(1, len(rows))
-    lines += [
-        "",
-        f"{n} fresh synth-aqa items (seed {result['eval_seed']}, {result['eval_per_task']} per task), greedy; "
-        f"{result['max_steps']} GRPO steps per run from the same start and seeds. Consistency rate: think traces "
-        "whose reasoning supports their answer (oracle judge). Paper deltas: MMAU test-mini average, Table 1.",
-    ]
-    return "\n".join(lines)
+        if m.get(key) is not None:
+            out.append(float(m[key]))
+    return out
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    """mean ± sample standard deviation over the seeds (the mean alone for one seed; – for none)."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def ablation_table(result: dict) -> str:
+    """Markdown, one table per evaluation set, with the paper's Table 1 deltas beside the accuracy change."""
+    rows = result["rows"]
+    parts = []
+    for eval_set in EVAL_SETS:
+        head = (
+            "| run · prompt | acc easy | acc medium | acc hard | acc all | Δ acc vs base (pts) "
+            "| paper Δ Qwen2-Audio | paper Δ Omni | no-think easy | no-think medium | no-think hard "
+            "| mean tokens | consistency rate | think quality |"
+        )
+        lines = [f"**{eval_set}**", "", head, "|" + "---|" * (head.count("|") - 1)]
+        base_acc = float(np.mean(_values(rows["base"], eval_set, "accuracy")))
+        for name, row in rows.items():
+            acc = [_cell(_values(row, eval_set, "accuracy", d)) for d in synth.DIFFICULTIES]
+            nt = [_cell(_values(row, eval_set, "no_think_rate", d), 2) for d in synth.DIFFICULTIES]
+            all_acc = _values(row, eval_set, "accuracy")
+            delta = "–" if name == "base" else _cell([100 * (a - base_acc) for a in all_acc], 1)
+            paper = [
+                f"{t[name] - t['base']:+.1f}" if name in t and name != "base" else "–"
+                for t in PAPER_TABLE1.values()
+            ]
+            lines.append(
+                f"| {name} · {row['mode']} | {' | '.join(acc)} | {_cell(all_acc)} | {delta} | {paper[0]} | {paper[1]} "
+                f"| {' | '.join(nt)} | {_cell(_values(row, eval_set, 'mean_completion_tokens'), 1)} "
+                f"| {_cell(_values(row, eval_set, 'consistency_rate'))} | {_cell(_values(row, eval_set, 'mean_think_quality'))} |"
+            )
+        parts.append("\n".join(lines))
+    seeds = ", ".join(str(s) for s in result["seeds"])
+    n = result["eval_per_task"] * len(synth.TASKS)
+    parts.append(
+        f"{n} items per set ({result['eval_per_task']} per task, seed {result['eval_seed']}), greedy; "
+        f"{result['max_steps']} GRPO steps per run from the same base, training seeds {seeds}: mean ± sample "
+        "standard deviation over the seeds. standard: the training distribution; shift: `synth --shift`; hiss: the "
+        "standard items with hiss for audio (what can be answered without listening). Consistency rate and think "
+        "quality: the oracle judge on the think traces. Paper deltas: MMAU test-mini average, Table 1."
+    )
+    return "\n\n".join(parts)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m audio_thinker.ablate", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/ablation")
     p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated reward sets")
+    p.add_argument(
+        "--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated training seeds"
+    )
     p.add_argument("--config", default=str(DEFAULT_CONFIG))
     p.add_argument("--max-steps", type=int, default=None, help="default: the config's max_steps")
     p.add_argument("--eval-per-task", type=int, default=40)
@@ -125,7 +247,20 @@ def main(argv=None) -> None:
     sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
     if unknown := [s for s in sets if s not in REWARD_SETS]:
         p.exit(2, f"error: unknown reward set(s) {unknown}; choose from {list(REWARD_SETS)}\n")
-    result = run_ablation(args.out, sets, args.config, args.max_steps, args.eval_per_task, args.eval_seed)
+    try:
+        seeds = tuple(dict.fromkeys(int(s) for s in args.seeds.split(",") if s.strip()))
+    except ValueError:
+        p.exit(2, f"error: --seeds takes comma-separated integers, got {args.seeds!r}\n")
+    if not seeds:
+        p.exit(2, "error: --seeds names no seed\n")
+    if (args.max_steps is not None and args.max_steps < 1) or args.eval_per_task < 1:
+        p.exit(2, "error: --max-steps and --eval-per-task must be positive\n")
+    try:
+        result = run_ablation(
+            args.out, sets, seeds, args.config, args.max_steps, args.eval_per_task, args.eval_seed
+        )
+    except AblationError as err:
+        p.exit(2, f"error: {err}\n")
     print(ablation_table(result))
 
 

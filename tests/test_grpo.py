@@ -479,7 +479,11 @@ def test_train_cli_writes_final_and_report(random_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_ablation_trains_each_set_once_and_writes_the_table(random_model_dir, tmp_path, monkeypatch):
+def test_ablation_trains_each_run_once_resumes_refuses_other_configs_and_writes_the_table(
+    random_model_dir, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
     import yaml
 
     from audio_thinker import ablate
@@ -494,22 +498,59 @@ def test_ablation_trains_each_set_once_and_writes_the_table(random_model_dir, tm
                 micro_batch_prompts=2,
                 max_new_tokens=4,
                 log_with="",
-                save_every=0,
+                save_every=1,
             )
         )
     )
     out = tmp_path / "ablation"
-    args = ["--out", str(out), "--sets", "grpo,full", "--config", str(config), "--max-steps", "1"]
+    args = [
+        "--out",
+        str(out),
+        "--sets",
+        "grpo,full",
+        "--seeds",
+        "0,1",
+        "--config",
+        str(config),
+        "--max-steps",
+        "1",
+    ]
     ablate.main([*args, "--eval-per-task", "1"])
     result = json.loads((out / "ablation.json").read_text())
-    assert list(result["rows"]) == ["base", "grpo", "full"]
+    assert list(result["rows"]) == ["base", "grpo", "full"] and result["seeds"] == [0, 1]
     assert [result["rows"][k]["mode"] for k in ("base", "grpo", "full")] == ["think", "think", "adaptive"]
     for name in ("grpo", "full"):
-        assert json.loads((out / name / "config.json").read_text())["reward_set"] == name
+        for seed in (0, 1):
+            saved = json.loads((out / name / f"seed-{seed}" / "config.json").read_text())
+            assert (saved["reward_set"], saved["seed"]) == (name, seed)
+        assert set(result["rows"][name]["seeds"]) == {"0", "1"}
+        assert set(result["rows"][name]["seeds"]["0"]) == {"standard", "shift", "hiss"}
     table = (out / "ablation.md").read_text()
+    assert "**standard**" in table and "**shift**" in table and "**hiss**" in table
     assert "| full · adaptive |" in table and "+13.1" in table  # the paper's full-vs-base delta (Qwen2-Audio)
-    # a second call reuses the finished runs instead of training again
-    monkeypatch.setattr(ablate, "train", lambda cfg: pytest.fail("trained again"))
-    ablate.main([*args, "--eval-per-task", "1"])
+    assert " ± " in table  # two seeds: mean ± spread
+
+    # a second call reuses the finished runs; a run cut before its final is resumed from its checkpoint
+    shutil.rmtree(out / "full" / "seed-1" / "final")
+    trained = []
+
+    class Stop(Exception):
+        pass
+
+    def stand_in(cfg):
+        trained.append((cfg.out, cfg.resume))
+        raise Stop
+
+    monkeypatch.setattr(ablate, "train", stand_in)
+    with pytest.raises(Stop):
+        ablate.main([*args, "--eval-per-task", "1"])
+    assert trained == [(str(out / "full" / "seed-1"), "latest")]  # the three finished runs were reused
+
+    # a run of another length is never reused: the command stops and names what differs
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        ablate.main([*args[:-1], "2", "--eval-per-task", "1"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err and "max_steps: 1 != 2" in err
     with pytest.raises(SystemExit):
         ablate.main(["--out", str(out), "--sets", "grpo,nope"])
