@@ -80,7 +80,7 @@ KEYBOARD_JS = """
     if (!next || next === t) return;
     next.focus();
     if (!next.checked) next.click();
-    queueRove();
+    rove();  // now, not at the next frame: a Tab pressed right away must leave the group
   }, true);
   window.addEventListener("beforeunload", (ev) => {
     if (!dirty) return undefined;
