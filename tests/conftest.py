@@ -39,3 +39,30 @@ def synth_set(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("synth")
     return synth.make_split(out, n=18, seed=321, split="test")
+
+
+# -- the studio (tests/studio_harness.py): each studio module defines its own ``configured`` service --------
+
+
+@pytest.fixture(scope="module")
+def server(configured):
+    """The studio of the module's ``configured`` service, launched in-process on a free port: its URL."""
+    from studio_harness import served
+
+    with served() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def example(configured) -> tuple[str, dict]:
+    """A synth-aqa example clip (count task, whose think trace has several sentences) and its item."""
+    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright."""
+    from studio_harness import chromium
+
+    with chromium() as b:
+        yield b

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import studio_harness
-from studio_harness import configured_service, served
+from studio_harness import configured_service
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
@@ -68,19 +68,6 @@ def configured(workdir, shipped_lm):
     """The service configured for a temporary database and runs folder, with auth (alice is admin)."""
     with configured_service(workdir, shipped_lm, USERS, "alice") as service:
         yield service
-
-
-@pytest.fixture(scope="module")
-def server(configured):
-    """The studio launched in-process on a free port: its URL."""
-    with served() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def example(configured) -> tuple[str, dict]:
-    """A synth-aqa example clip (count task, whose think trace has several sentences) and its item."""
-    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
 
 
 def client(url: str, user: str):

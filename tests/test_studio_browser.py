@@ -38,12 +38,6 @@ def studio(tmp_path_factory, shipped_lm):
             yield url, root / "ratings.db"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with studio_harness.chromium() as b:
-        yield b
-
-
 def signed_in(browser, url: str, user: str):
     return studio_harness.signed_in(browser, url, user, USERS[user])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import studio_harness
-from studio_harness import configured_service, served
+from studio_harness import configured_service
 
 USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
 
@@ -26,17 +26,6 @@ def configured(workdir, shipped_lm):
     label = str(workdir / "models" / "grpo-final")
     with configured_service(workdir, shipped_lm, USERS, "ann", model_path=label) as service:
         yield service
-
-
-@pytest.fixture(scope="module")
-def server(configured):
-    with served() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def example(configured) -> tuple[str, dict]:
-    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
 
 
 def client(url: str, user: str):
