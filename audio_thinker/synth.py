@@ -14,10 +14,11 @@ on ``(seed, i)`` (and on ``shift``).
 standard one. The nine tasks, their questions, answer rules and gold traces are unchanged; what the model
 meets changes (standard → shifted):
 
-* more events per clip: count 1-6 → 4-8 beeps (choices 1-9), high_low_difference 3-6 → 5-8 beeps
-  (choices 0-8), odd_one_out 4 → 5 beeps ("Four beeps are low, the high one is beep 5."), longest 3 → 4
-  beeps (choices up to "the fourth"); pitch_pattern (3) and compare_pitch (2) keep their counts, which
-  the questions name;
+* more events per clip: count 1-6 → 3-6 beeps (mean 3.5 → 4.5), high_low_difference 3-6 → 4-6 beeps;
+  the answers stay in the space training covers (counts up to 6, beeps 1-4 in odd_one_out, three beeps in
+  longest; pitch_pattern and compare_pitch keep their counts, which the questions name): a first version
+  with 7-8 beeps, a fifth odd-one-out beep and a fourth longest beep asked for answers the model had never
+  produced and took those tasks to chance in both modes (docs/fidelity.md);
 * closer pitches: low 220-440 → 300-560 Hz, middle 700-1100 → 620-1250 Hz, high 1800-3500 → 1400-2400 Hz
   (neighbouring classes at least 1.59× apart → as little as 1.11× apart); chirps keep their sweep;
 * a louder noise floor: hiss at −50…−35 → −34…−28 dBFS RMS;
@@ -87,12 +88,8 @@ SHIFT = Distribution(
     pitch_ranges={"low": (300.0, 560.0), "middle": (620.0, 1250.0), "high": (1400.0, 2400.0)},
     background_dbfs=(-34.0, -28.0),
     gap=(0.04, 0.12),
-    count_range=(4, 8),
-    count_choices=(1, 9),
-    difference_range=(5, 8),
-    difference_choices=(0, 8),
-    odd_beeps=5,
-    longest_beeps=4,
+    count_range=(3, 6),
+    difference_range=(4, 6),
     quiet_share=0.3,
     pitch_level_quiet_share=0.5,
     long_share=0.25,

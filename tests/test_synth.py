@@ -249,17 +249,15 @@ def test_shift_more_events_per_clip(standard_and_shifted):
         name: {t: [len(it["events"]) for tt, it, _ in items if tt == t] for t in synth.TASKS}
         for name, items in (("std", std), ("shift", sh))
     }
-    assert max(n["std"]["count"]) <= 6 and min(n["shift"]["count"]) >= 4 and max(n["shift"]["count"]) > 6
-    assert max(n["std"]["high_low_difference"]) <= 6 and min(n["shift"]["high_low_difference"]) >= 5
-    assert max(n["shift"]["high_low_difference"]) > 6
-    assert set(n["std"]["odd_one_out"]) == {4} and set(n["shift"]["odd_one_out"]) == {5}
-    assert set(n["std"]["longest"]) == {3} and set(n["shift"]["longest"]) == {4}
-    for task in ("pitch_pattern", "compare_pitch"):  # the question names the count: unchanged
+    assert min(n["std"]["count"]) == 1 and min(n["shift"]["count"]) == 3
+    assert max(n["std"]["count"]) == max(n["shift"]["count"]) == 6  # answers stay in the trained space
+    assert min(n["std"]["high_low_difference"]) == 3 and min(n["shift"]["high_low_difference"]) == 4
+    assert max(n["shift"]["high_low_difference"]) == 6
+    # expected means: count 3.5 -> 4.5, high_low_difference 4.5 -> 5.0
+    assert np.mean(n["shift"]["count"]) > np.mean(n["std"]["count"]) + 0.5
+    assert np.mean(n["shift"]["high_low_difference"]) > np.mean(n["std"]["high_low_difference"]) + 0.25
+    for task in ("pitch_pattern", "compare_pitch", "odd_one_out", "longest"):  # unchanged counts
         assert set(n["shift"][task]) == set(n["std"][task])
-    for task in ("count", "high_low_difference"):
-        assert np.mean(n["shift"][task]) > np.mean(n["std"][task]) + 1.5
-    # choices follow: every count / difference answer is a choice, numbers above 6 appear
-    assert any(int(it["answer"]) > 6 for t, it, _ in sh if t == "count")
 
 
 def _cross_class_ratios(items):
