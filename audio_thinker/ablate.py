@@ -8,7 +8,9 @@ Runs live in ``OUT/<set>/seed-<s>`` and differ only in ``reward_set`` and ``seed
 ``--config``, default configs/tiny.yaml, and ``--max-steps``). One command runs it all and can be repeated:
 a run whose ``final`` exists is reused, a run with checkpoints but no ``final`` is resumed from its latest
 checkpoint, anything else is trained. A run whose saved ``config.json`` differs from the config asked for is
-never reused or resumed: the command stops and names the keys that differ.
+never reused or resumed: the command stops and names the keys that differ. Evaluations are saved with the
+sha256 of the weights, the prompt mode and the sha256 of the items (audio included); a repeated command
+evaluates only what is missing.
 
 Evaluation (greedy, the oracle judging every think trace): the base in think mode (the paper's base row) and
 each final model in the prompt mode it was trained with (``grpo``: think; the ATAR sets: adaptive), on three
@@ -23,6 +25,7 @@ rate and mean think quality, each as mean ± sample standard deviation over the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -100,19 +103,52 @@ def eval_sets(seed: int, per_task: int) -> dict[str, list[dict]]:
     return {"standard": standard, "shift": draw(True), "hiss": hiss}
 
 
+def weights_digest(path: str | Path) -> str:
+    """sha256 of a model folder's weight files (what an evaluation is cached against)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*.safetensors")):
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def items_digest(items: list[dict]) -> str:
+    """sha256 of an evaluation set: every item's fields and audio samples, in order."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(json.dumps({k: v for k, v in it.items() if k != "audio"}, sort_keys=True).encode())
+        h.update(np.ascontiguousarray(it["audio"], dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
 def evaluate_row(path: str, mode: str, sets: dict[str, list[dict]], out: Path, judge) -> dict[str, dict]:
-    """Metrics of one model on every evaluation set (``out/<set>/metrics.json`` and ``predictions.json``)."""
+    """Metrics of one model on every evaluation set (``out/<set>/metrics.json`` and ``predictions.json``).
+
+    A set whose saved metrics were measured on the same weights, prompt mode and items (audio included)
+    is read back instead of evaluated again, so a repeated or interrupted ablation only evaluates what is
+    missing."""
     from .evaluate import evaluate
     from .inference import AudioLM
 
-    lm = AudioLM.from_pretrained(path)
-    result = {}
+    weights = weights_digest(path)
+    lm, result = None, {}
     for name, items in sets.items():
-        preds, metrics = evaluate(lm, items, mode=mode, progress=False, judge=judge)
+        key = {"weights_sha256": weights, "mode": mode, "items_sha256": items_digest(items)}
         d = out / name
+        saved = d / "metrics.json"
+        if saved.exists():
+            metrics = json.loads(saved.read_text())
+            if all(metrics.get("cache_key", {}).get(k) == v for k, v in key.items()):
+                result[name] = metrics
+                continue
+        lm = lm or AudioLM.from_pretrained(path)
+        preds, metrics = evaluate(lm, items, mode=mode, progress=False, judge=judge)
         d.mkdir(parents=True, exist_ok=True)
         (d / "predictions.json").write_text(json.dumps(preds, indent=1))
-        (d / "metrics.json").write_text(json.dumps({**metrics, "model": path, "mode": mode}, indent=1))
+        metrics = {**metrics, "model": path, "mode": mode, "cache_key": key}
+        saved.write_text(json.dumps(metrics, indent=1))
         result[name] = metrics
     return result
 
@@ -143,7 +179,8 @@ def run_ablation(
     first = next(iter(configs.values()))
     data = eval_sets(eval_seed, eval_per_task)
     judge = make_judge("oracle")
-    base = evaluate_row(first.model or str(default_model_path()), "think", data, out / "eval" / "base", judge)
+    base_path = first.model or str(default_model_path())
+    base = evaluate_row(base_path, "think", data, out / "eval" / "base", judge)
     rows: dict[str, dict] = {"base": {"mode": "think", "seeds": {"-": base}}}
     for name in sets:
         mode = REWARD_SETS[name][0]

@@ -530,6 +530,24 @@ def test_ablation_trains_each_run_once_resumes_refuses_other_configs_and_writes_
     assert "| full · adaptive |" in table and "+13.1" in table  # the paper's full-vs-base delta (Qwen2-Audio)
     assert " ± " in table  # two seeds: mean ± spread
 
+    # a repeated command evaluates only what has no saved metrics for the same weights, mode and data
+    from audio_thinker import evaluate as evaluate_module
+
+    real_evaluate, evaluated = evaluate_module.evaluate, []
+
+    def counting_evaluate(lm, items, **kw):
+        evaluated.append(kw["mode"])
+        return real_evaluate(lm, items, **kw)
+
+    monkeypatch.setattr(evaluate_module, "evaluate", counting_evaluate)
+    (out / "eval" / "grpo" / "seed-0" / "shift" / "metrics.json").unlink()
+    ablate.main([*args, "--eval-per-task", "1"])
+    assert evaluated == ["think"]  # grpo seed 0 on the shift set, nothing else
+    assert (out / "ablation.md").read_text() == table
+    ablate.main([*args, "--eval-per-task", "2"])  # other evaluation data: everything again
+    assert len(evaluated) == 1 + 5 * 3
+    monkeypatch.setattr(evaluate_module, "evaluate", real_evaluate)
+
     # a second call reuses the finished runs; a run cut before its final is resumed from its checkpoint
     shutil.rmtree(out / "full" / "seed-1" / "final")
     trained = []
