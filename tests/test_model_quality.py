@@ -1,7 +1,10 @@
-"""The shipped tiny model hears and reasons: thresholds of the foundation issue on a fresh synth-aqa set.
+"""The shipped tiny base has the paper's conditions (issue #16): it hears, thinking pays on compositional
+items and costs on perception ones, its traces are often flawed, and sampling finds what greedy misses.
 
-Greedy decoding on a fixed unseen seed, so the numbers are deterministic; a regression in the model, the
-prompts, the processor or the inference path shows up here.
+Greedy decoding (and seeded sampling) on a fixed unseen seed, so the numbers are deterministic; a
+regression in the model, the prompts, the processor or the inference path shows up here. The earlier
+gold-trace base fails the headroom, overthinking, consistency and pass@8 tests (it was at its ceiling);
+docs/models.md has the measurements on larger sets.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from audio_thinker.evaluate import evaluate
+from audio_thinker.judge import make_judge
 from audio_thinker.report import eval_items
 
 pytestmark = pytest.mark.slow  # minutes of model evaluation
@@ -23,7 +27,7 @@ def items():
 
 @pytest.fixture(scope="module")
 def think(shipped_lm, items):
-    return evaluate(shipped_lm, items, mode="think", progress=False)[1]
+    return evaluate(shipped_lm, items, mode="think", judge=make_judge("oracle"), progress=False)[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +39,27 @@ def _acc(metrics, difficulty):
     return metrics["by_difficulty"][difficulty]["accuracy"]
 
 
-def test_think_mode_accuracy_by_difficulty(think):
-    assert _acc(think, "easy") >= 0.90
-    assert _acc(think, "medium") >= 0.75
-    assert _acc(think, "hard") >= 0.50
+def test_think_mode_has_headroom_on_hard_items(think):
+    # The issue's band for the base: hard think accuracy between 0.40 and 0.80.
+    assert 0.40 <= _acc(think, "hard") <= 0.80
     assert think["no_think_rate"] == 0.0  # the think prompt is followed
 
 
-def test_thinking_matters_on_hard_items(think, no_think):
-    # The foundation issue's 15-point gap on hard items (the README measures ~60 on 40-per-task sets).
+def test_thinking_pays_on_hard_items_and_costs_on_easy_ones(think, no_think):
     assert _acc(think, "hard") >= _acc(no_think, "hard") + 0.15
-    for task in ("high_low_difference", "pitch_pattern", "odd_one_out"):  # on every hard task
-        assert think["by_sub_category"][task]["accuracy"] > no_think["by_sub_category"][task]["accuracy"]
-    assert _acc(no_think, "easy") >= 0.90  # direct answers are fine where no reasoning is needed
+    assert _acc(no_think, "easy") >= 0.95  # direct answers are right where no reasoning is needed
+    assert _acc(think, "easy") <= _acc(no_think, "easy") - 0.05  # a flawed trace costs there
     assert no_think["no_think_rate"] == 1.0  # the no-think prompt is followed
+
+
+def test_the_oracle_finds_flawed_traces(think):
+    # R_c has something to fix: at most 0.90 of the greedy think traces support their answer.
+    assert 0.50 <= think["consistency_rate"] <= 0.90
+
+
+def test_sampling_finds_what_greedy_misses(shipped_lm, items, think):
+    _, sampled = evaluate(shipped_lm, items, mode="think", temperature=1.0, samples=8, seed=0, progress=False)
+    assert sampled["pass_at_k"] >= think["accuracy"] + 0.15
 
 
 def test_the_model_listens(shipped_lm, items, think):
