@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from . import synth
-from .grpo import REWARD_SETS, GRPOConfig, train
+from .grpo import GRPOConfig, train
+from .rewards import REWARD_SETS
 from .train import DEFAULT_CONFIG, load_config
 
 # MMAU test-mini average accuracy (%) from the paper's Table 1: base, GRPO, +ATAR, +CR, +TR (= full).
@@ -146,7 +147,7 @@ def run_ablation(
     base = evaluate_row(first.model or str(default_model_path()), "think", data, out / "eval" / "base", judge)
     rows: dict[str, dict] = {"base": {"mode": "think", "seeds": {"-": base}}}
     for name in sets:
-        mode = REWARD_SETS[name][0]
+        mode = REWARD_SETS[name].prompt_mode
         rows[name] = {
             "mode": mode,
             "seeds": {

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from .grpo import GRPOConfig, resume_point, train
+from .checkpoints import resume_point
+from .grpo import GRPOConfig, train
 from .judge import llm_judge_source
 from .models import check_model_source, default_model_path
 
