@@ -74,7 +74,7 @@ class GRPOConfig:
 
     out: str = _arg("runs/grpo", "output folder (final model, logs, checkpoints, report)")
     model: str | None = _arg(
-        None, "policy model folder or hub id (default: $AUDIO_THINKER_MODEL or the tiny model)"
+        None, "policy model folder or hub id; none: $AUDIO_THINKER_MODEL or the tiny model"
     )
     data: str = _arg("synth", "'synth' (fresh synth-aqa items every step) or an MMAU-layout JSON file")
     data_seed: int = _arg(7000, "synth-aqa seed of the training items (evaluation uses other seeds)")
