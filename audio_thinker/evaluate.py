@@ -55,6 +55,22 @@ def load_items(path: str | Path) -> list[dict]:
     return items
 
 
+def check_clips(items: Sequence[dict]) -> None:
+    """Raise ValueError, naming how many and the first bad file, when an item's clip is missing, unreadable
+    or over-long (every clip is decoded as :func:`evaluate` would; items with an ``audio`` array pass)."""
+    bad = []
+    for item in items:
+        if "audio" not in item:
+            try:
+                load_audio(item["audio_path"])
+            except AudioError as err:
+                bad.append(str(err))
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of {len(items)} items have a clip that cannot be used; the first: {bad[0]}"
+        )
+
+
 def ablate(audio: np.ndarray, kind: str, seed: int) -> np.ndarray:
     """Replace a clip: ``hiss`` (white noise at -42 dBFS RMS, the middle of synth-aqa's range) or ``silence``."""
     if kind == "none":
@@ -299,8 +315,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.samples > 1 and args.temperature <= 0:
         p.error("--samples > 1 needs --temperature > 0")
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--batch-size", args.batch_size),
+        ("--samples", args.samples),
+    ):
+        if value is not None and value < 1:
+            p.exit(2, f"error: {flag} must be at least 1, got {value}\n")
+    out = Path(args.out or f"runs/eval-{args.mode}")
+    if out.exists() and not out.is_dir():
+        p.exit(
+            2, f"error: --out {out} is a file; give a folder (it gets predictions.json and metrics.json)\n"
+        )
     try:
         items = load_items(args.data)[: args.limit]
+        check_clips(items)  # before the model loads: a bad clip would be scored as a wrong answer
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     from .inference import AudioLM
@@ -325,7 +354,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         judge=judge,
         samples=args.samples,
     )
-    out = Path(args.out or f"runs/eval-{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items()}
     config["model"] = args.model or "default"
