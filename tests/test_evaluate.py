@@ -316,6 +316,7 @@ def test_cli_refuses_items_whose_clips_cannot_be_used(synth_set, tmp_path, capsy
     [
         (["--limit", "-1"], "--limit must be at least 1, got -1"),
         (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--samples", "0"], "--samples must be at least 1, got 0"),  # was a traceback from evaluate()
     ],
 )
 def test_cli_refuses_a_bad_limit_or_batch_size(synth_set, tmp_path, capsys, no_model, flags, message):
