@@ -31,6 +31,7 @@ import numpy as np
 
 from . import synth
 from .grpo import GRPOConfig, train
+from .prompts import THINK
 from .rewards import REWARD_SETS
 from .train import DEFAULT_CONFIG, load_config
 
@@ -144,8 +145,8 @@ def run_ablation(
     first = next(iter(configs.values()))
     data = eval_sets(eval_seed, eval_per_task)
     judge = make_judge("oracle")
-    base = evaluate_row(first.model or str(default_model_path()), "think", data, out / "eval" / "base", judge)
-    rows: dict[str, dict] = {"base": {"mode": "think", "seeds": {"-": base}}}
+    base = evaluate_row(first.model or str(default_model_path()), THINK, data, out / "eval" / "base", judge)
+    rows: dict[str, dict] = {"base": {"mode": THINK, "seeds": {"-": base}}}
     for name in sets:
         mode = REWARD_SETS[name].prompt_mode
         rows[name] = {

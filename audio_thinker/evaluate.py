@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, load_audio
-from .prompts import MODES
+from .prompts import ADAPTIVE, INVALID_OUTPUT, MODES, NO_THINK_OUTPUT
 from .rewards import match_choice
 
 ABLATIONS = ("none", "hiss", "silence")
@@ -94,7 +94,7 @@ def _sample_metrics(rows: Sequence[dict]) -> dict:
     out = {
         "pass_at_k": _mean([any(d["correct"] for d in r["samples"]) for r in sampled]),
         "sample_accuracy": _mean([d["correct"] for d in draws]),
-        "sample_no_think_rate": _mean([d["output_mode"] == "no_think" for d in draws]),
+        "sample_no_think_rate": _mean([d["output_mode"] == NO_THINK_OUTPUT for d in draws]),
         "k": max(len(r["samples"]) for r in sampled),
     }
     judged = [d for d in draws if d.get("consistent") is not None]
@@ -120,7 +120,7 @@ def _group_metrics(rows: Sequence[dict]) -> dict:
     )
     return extra | {
         "accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else 0.0,
-        "no_think_rate": round(float(np.mean([r["output_mode"] == "no_think" for r in rows])), 4)
+        "no_think_rate": round(float(np.mean([r["output_mode"] == NO_THINK_OUTPUT for r in rows])), 4)
         if rows
         else 0.0,
         "mean_completion_tokens": round(float(np.mean([r["completion_tokens"] for r in rows])), 2)
@@ -174,7 +174,7 @@ def evaluate(
     lm,
     items: Sequence[dict],
     *,
-    mode: str = "adaptive",
+    mode: str = ADAPTIVE,
     batch_size: int = 32,
     audio_ablation: str = "none",
     temperature: float = 0.0,
@@ -276,7 +276,7 @@ def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
         model_prediction=prediction,
         model_output=ans.text if ans else "",
         mode=mode,
-        output_mode=ans.output_mode if ans else "invalid",
+        output_mode=ans.output_mode if ans else INVALID_OUTPUT,
         think=ans.think if ans else None,
         completion_tokens=ans.completion_tokens if ans else 0,
         correct=bool(ans) and match_choice(prediction, item["answer"], item["choices"]),
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="model folder or hub id (default: $AUDIO_THINKER_MODEL or the shipped tiny model)",
     )
-    p.add_argument("--mode", default="adaptive", choices=MODES)
+    p.add_argument("--mode", default=ADAPTIVE, choices=MODES)
     p.add_argument("--out", default=None, help="output folder (default: runs/eval-<mode>)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     p.add_argument("--batch-size", type=int, default=32)

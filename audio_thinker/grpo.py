@@ -45,6 +45,7 @@ from .policy import (
     rollout_seed,
     setup_models,
 )
+from .prompts import ADAPTIVE, THINK
 from .rewards import (
     LOGGED_TERMS,
     REWARD_SETS,
@@ -114,7 +115,7 @@ class GRPOConfig:
     log_with: str = _arg("tensorboard", "accelerate tracker ('' for none)")
     eval_per_task: int = _arg(20, "items per synth-aqa task of the before/after report; 0: no report")
     eval_seed: int = _arg(90210, "synth-aqa seed of the report's evaluation set")
-    eval_modes: list[str] = _arg(["adaptive", "think"], "prompt modes the report evaluates OUT/final in")
+    eval_modes: list[str] = _arg([ADAPTIVE, THINK], "prompt modes the report evaluates OUT/final in")
     resume: str | None = _arg(None, "a checkpoint folder, or 'latest' in OUT/checkpoints")
     rollout: str = _arg(
         "hf", "rollout engine: hf (the KV-cached sampler) | vllm (GPU only: pip install '.[vllm]')"

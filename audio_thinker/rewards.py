@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from .prompts import ADAPTIVE, NO_THINK, NO_THINK_OUTPUT, THINK
+from .prompts import ADAPTIVE, INVALID_OUTPUT, NO_THINK, NO_THINK_OUTPUT, THINK, THINK_OUTPUT
 
 __all__ = [
     "LOGGED_TERMS",
@@ -149,8 +149,8 @@ def parse_completion(text: str) -> Parsed:
     strict = _strict_parse(text)
     if strict is not None:
         think, answer = strict
-        return Parsed("think" if think is not None else NO_THINK_OUTPUT, think, answer)
-    return Parsed("invalid", _loose_think(text), _loose_answer(text))
+        return Parsed(THINK_OUTPUT if think is not None else NO_THINK_OUTPUT, think, answer)
+    return Parsed(INVALID_OUTPUT, _loose_think(text), _loose_answer(text))
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -299,7 +299,7 @@ Verdict = tuple[float, float, bool]
 
 def is_think(parsed: Parsed, completion: str) -> bool:
     """Think mode: a valid think completion, or an invalid one that shows ``<think>`` (as ATAR scores it)."""
-    return parsed.mode == "think" or (parsed.mode == "invalid" and shows_think(completion))
+    return parsed.mode == THINK_OUTPUT or (parsed.mode == INVALID_OUTPUT and shows_think(completion))
 
 
 def _think_and_correct(
@@ -309,7 +309,7 @@ def _think_and_correct(
     parsed = [parse_completion(c) for c in completions]
     think = [is_think(p, c) for p, c in zip(parsed, completions, strict=True)]
     correct = [
-        p.mode != "invalid" and match_choice(p.answer, a, ch)
+        p.mode != INVALID_OUTPUT and match_choice(p.answer, a, ch)
         for p, a, ch in zip(parsed, answer, choices, strict=True)
     ]
     return think, correct
