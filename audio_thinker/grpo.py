@@ -334,14 +334,9 @@ class MicroBatch:
     ref_logp: torch.Tensor | None = None  # (m·G_local, T), with β > 0
 
     def inputs(self) -> dict[str, torch.Tensor | None]:
-        """``completion_logprobs``' tensors."""
-        return {
-            "prompt_ids": self.prompt_ids,
-            "prompt_mask": self.prompt_mask,
-            "input_features": self.input_features,
-            "feature_attention_mask": self.feature_attention_mask,
-            "completion_ids": self.completion_ids,
-        }
+        """``completion_logprobs``' tensors, by name."""
+        names = ("prompt_ids", "prompt_mask", "input_features", "feature_attention_mask", "completion_ids")
+        return {k: getattr(self, k) for k in names}
 
 
 def train(cfg: GRPOConfig) -> dict:
