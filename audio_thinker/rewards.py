@@ -402,7 +402,7 @@ RewardFunc = Callable[..., list[float]]
 
 
 class RewardFunction(NamedTuple):
-    """One summand of the total reward: ``weight · fn(prompts, completions, **columns)``, logged as ``name``."""
+    """One summand of the total reward: ``weight · fn(prompts, completions, **columns)``, named ``name``."""
 
     name: str
     fn: RewardFunc
