@@ -58,12 +58,6 @@ def truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in keep))
 
 
-def is_sharded(accelerator) -> bool:
-    """Whether parameters are sharded over processes (ZeRO-3 or FSDP): no in-place LoRA merge then."""
-    plugin = accelerator.state.deepspeed_plugin
-    return accelerator.distributed_type.name == "FSDP" or (plugin is not None and plugin.zero_stage == 3)
-
-
 def save_final(accelerator, module, processor, final: Path, *, merge_lora: bool) -> None:
     """Save the trained policy (and its processor) to ``final``; every process takes part.
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import synth
-from .checkpoints import is_sharded, resume_point, save_checkpoint, save_final, truncate_log
+from .checkpoints import resume_point, save_checkpoint, save_final, truncate_log
 from .evaluate import load_items
 from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics
 from .inference import completion_mask, decode_completion
@@ -361,7 +361,7 @@ def train(cfg: GRPOConfig) -> dict:
     G, B = cfg.num_generations, cfg.prompts_per_step
     # this process: its rows of the B·G completions, its b prompts, and G_local completions of each
     rows, local, G_local = process_share(B, G, world, accelerator.process_index)
-    sharded = is_sharded(accelerator)
+    sharded = _is_sharded(accelerator)
     if cfg.rollout == "vllm" and sharded:
         raise ValueError(
             "--rollout vllm needs the full weights on every process; ZeRO-3 and FSDP shard them "
@@ -591,6 +591,12 @@ def train(cfg: GRPOConfig) -> dict:
 
 # --------------------------------------------------------------------------------------------------
 # Helpers of the loop
+
+
+def _is_sharded(accelerator) -> bool:
+    """Whether parameters are sharded over processes (ZeRO-3 or FSDP): no in-place LoRA merge then."""
+    plugin = accelerator.state.deepspeed_plugin
+    return accelerator.distributed_type.name == "FSDP" or (plugin is not None and plugin.zero_stage == 3)
 
 
 def _gather_list(accelerator, values: list) -> list:
