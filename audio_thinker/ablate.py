@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from . import synth
-from .grpo import REWARD_SETS, GRPOConfig, train
+from .grpo import GRPOConfig, train
+from .prompts import THINK
+from .rewards import REWARD_SETS
 from .train import DEFAULT_CONFIG, load_config
 
 # MMAU test-mini average accuracy (%) from the paper's Table 1: base, GRPO, +ATAR, +CR, +TR (= full).
@@ -180,10 +182,10 @@ def run_ablation(
     data = eval_sets(eval_seed, eval_per_task)
     judge = make_judge("oracle")
     base_path = first.model or str(default_model_path())
-    base = evaluate_row(base_path, "think", data, out / "eval" / "base", judge)
-    rows: dict[str, dict] = {"base": {"mode": "think", "seeds": {"-": base}}}
+    base = evaluate_row(base_path, THINK, data, out / "eval" / "base", judge)
+    rows: dict[str, dict] = {"base": {"mode": THINK, "seeds": {"-": base}}}
     for name in sets:
-        mode = REWARD_SETS[name][0]
+        mode = REWARD_SETS[name].prompt_mode
         rows[name] = {
             "mode": mode,
             "seeds": {

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, load_audio
-from .prompts import MODES
+from .prompts import ADAPTIVE, INVALID_OUTPUT, MODES, NO_THINK_OUTPUT
 from .rewards import match_choice
 
 ABLATIONS = ("none", "hiss", "silence")
@@ -53,6 +53,22 @@ def load_items(path: str | Path) -> list[dict]:
         item.setdefault("id", str(i))
         item["audio_path"] = str((path.parent / item["audio_id"]).resolve())
     return items
+
+
+def check_clips(items: Sequence[dict]) -> None:
+    """Raise ValueError, naming how many and the first bad file, when an item's clip is missing, unreadable
+    or over-long (every clip is decoded as :func:`evaluate` would; items with an ``audio`` array pass)."""
+    bad = []
+    for item in items:
+        if "audio" not in item:
+            try:
+                load_audio(item["audio_path"])
+            except AudioError as err:
+                bad.append(str(err))
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of {len(items)} items have a clip that cannot be used; the first: {bad[0]}"
+        )
 
 
 def ablate(audio: np.ndarray, kind: str, seed: int) -> np.ndarray:
@@ -78,7 +94,7 @@ def _sample_metrics(rows: Sequence[dict]) -> dict:
     out = {
         "pass_at_k": _mean([any(d["correct"] for d in r["samples"]) for r in sampled]),
         "sample_accuracy": _mean([d["correct"] for d in draws]),
-        "sample_no_think_rate": _mean([d["output_mode"] == "no_think" for d in draws]),
+        "sample_no_think_rate": _mean([d["output_mode"] == NO_THINK_OUTPUT for d in draws]),
         "k": max(len(r["samples"]) for r in sampled),
     }
     judged = [d for d in draws if d.get("consistent") is not None]
@@ -104,7 +120,7 @@ def _group_metrics(rows: Sequence[dict]) -> dict:
     )
     return extra | {
         "accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else 0.0,
-        "no_think_rate": round(float(np.mean([r["output_mode"] == "no_think" for r in rows])), 4)
+        "no_think_rate": round(float(np.mean([r["output_mode"] == NO_THINK_OUTPUT for r in rows])), 4)
         if rows
         else 0.0,
         "mean_completion_tokens": round(float(np.mean([r["completion_tokens"] for r in rows])), 2)
@@ -158,7 +174,7 @@ def evaluate(
     lm,
     items: Sequence[dict],
     *,
-    mode: str = "adaptive",
+    mode: str = ADAPTIVE,
     batch_size: int = 32,
     audio_ablation: str = "none",
     temperature: float = 0.0,
@@ -260,7 +276,7 @@ def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
         model_prediction=prediction,
         model_output=ans.text if ans else "",
         mode=mode,
-        output_mode=ans.output_mode if ans else "invalid",
+        output_mode=ans.output_mode if ans else INVALID_OUTPUT,
         think=ans.think if ans else None,
         completion_tokens=ans.completion_tokens if ans else 0,
         correct=bool(ans) and match_choice(prediction, item["answer"], item["choices"]),
@@ -278,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="model folder or hub id (default: $AUDIO_THINKER_MODEL or the shipped tiny model)",
     )
-    p.add_argument("--mode", default="adaptive", choices=MODES)
+    p.add_argument("--mode", default=ADAPTIVE, choices=MODES)
     p.add_argument("--out", default=None, help="output folder (default: runs/eval-<mode>)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     p.add_argument("--batch-size", type=int, default=32)
@@ -299,8 +315,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.samples > 1 and args.temperature <= 0:
         p.error("--samples > 1 needs --temperature > 0")
+    for flag, value in (
+        ("--limit", args.limit),
+        ("--batch-size", args.batch_size),
+        ("--samples", args.samples),
+    ):
+        if value is not None and value < 1:
+            p.exit(2, f"error: {flag} must be at least 1, got {value}\n")
+    out = Path(args.out or f"runs/eval-{args.mode}")
+    if out.exists() and not out.is_dir():
+        p.exit(
+            2, f"error: --out {out} is a file; give a folder (it gets predictions.json and metrics.json)\n"
+        )
     try:
         items = load_items(args.data)[: args.limit]
+        check_clips(items)  # before the model loads: a bad clip would be scored as a wrong answer
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     from .inference import AudioLM
@@ -325,7 +354,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         judge=judge,
         samples=args.samples,
     )
-    out = Path(args.out or f"runs/eval-{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items()}
     config["model"] = args.model or "default"

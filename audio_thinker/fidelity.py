@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import evaluate as ev
+from .prompts import NO_THINK, THINK
 
 TARGETS = {
     "think_hard": (0.40, 0.80),
@@ -52,7 +53,7 @@ def _brief(metrics: dict) -> dict:
 
 def targets(summary: dict) -> dict:
     """The four numbers of the issue's 'Must show' and whether each holds."""
-    think, no_think, think_k = summary["think"], summary["no-think"], summary.get("think@k")
+    think, no_think, think_k = summary[THINK], summary[NO_THINK], summary.get(f"{THINK}@k")
     hard = think["by_difficulty"]["hard"]["accuracy"]
     gap = hard - no_think["by_difficulty"]["hard"]["accuracy"]
     rc = think.get("consistency_rate")
@@ -93,10 +94,10 @@ def measure(
     items = ev.load_items(data)[:limit]
     out_dir = Path(out)
     plan = {
-        "think": ("think", 0.0, 1),
-        "no-think": ("no-think", 0.0, 1),
-        "think@k": ("think", temperature, samples),
-        "no-think@k": ("no-think", temperature, samples),
+        THINK: (THINK, 0.0, 1),
+        NO_THINK: (NO_THINK, 0.0, 1),
+        f"{THINK}@k": (THINK, temperature, samples),
+        f"{NO_THINK}@k": (NO_THINK, temperature, samples),
     }
     summary: dict = {
         "model": model or "shipped",
@@ -125,7 +126,7 @@ def measure(
         (d / "metrics.json").write_text(json.dumps(metrics, indent=1))
         summary[name] = _brief(metrics) | {"seconds": round(time.time() - t0, 1)}
         print(name, json.dumps({k: v for k, v in summary[name].items() if k != "by_task"}), flush=True)
-    if "think" in summary and "no-think" in summary:
+    if THINK in summary and NO_THINK in summary:
         summary["targets"] = targets(summary)
         print("targets", json.dumps(summary["targets"]), flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .models import embed_prompt, encode_audio, load_policy, unwrap_peft
-from .prompts import chat_prompt, check_mode
+from .prompts import ADAPTIVE, chat_prompt, check_mode
 from .rewards import parse_completion
 
 
@@ -221,7 +221,7 @@ class AudioLM:
         audios: Sequence,
         questions: Sequence[str],
         choices: Sequence[Sequence[str] | None],
-        mode: str | Sequence[str] = "adaptive",
+        mode: str | Sequence[str] = ADAPTIVE,
         *,
         temperature: float = 0.0,
         seed: int | None = None,
@@ -247,7 +247,7 @@ class AudioLM:
         return out
 
     def answer(
-        self, audio, question: str, choices: Sequence[str] | None = None, mode: str = "adaptive", **kwargs
+        self, audio, question: str, choices: Sequence[str] | None = None, mode: str = ADAPTIVE, **kwargs
     ) -> Answer:
         """Answer one item."""
         return self.answer_batch([audio], [question], [choices], mode, **kwargs)[0]
@@ -258,7 +258,7 @@ class AudioLM:
         audio,
         question: str,
         choices: Sequence[str] | None = None,
-        mode: str = "adaptive",
+        mode: str = ADAPTIVE,
         *,
         temperature: float = 0.0,
         seed: int | None = None,

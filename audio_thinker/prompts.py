@@ -1,4 +1,4 @@
-"""The three prompt modes and chat-message building.
+"""The three prompt modes, the output modes, and chat-message building.
 
 - ``think``: reason in <think> </think>, then answer in <answer> </answer> (the R1-AQA / GRPO baseline).
 - ``no-think``: answer in <answer> </answer> only.
@@ -10,14 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-PromptMode = Literal["think", "no-think", "adaptive"]
-MODES: tuple[str, ...] = ("think", "no-think", "adaptive")
+# The prompt modes (what the prompt asks for), hyphenated: --mode no-think, summary["no-think"].
+THINK, NO_THINK, ADAPTIVE = "think", "no-think", "adaptive"
+PromptMode = Literal["think", "no-think", "adaptive"]  # MODES, spelled out for the type checker
+MODES: tuple[str, ...] = (THINK, NO_THINK, ADAPTIVE)
+
+# The output modes (what a completion did: ``Answer.output_mode``, ``Parsed.mode``), with an underscore:
+# a prompt mode names a request, an output mode a result (metrics count ``output_mode == NO_THINK_OUTPUT``).
+THINK_OUTPUT, NO_THINK_OUTPUT, INVALID_OUTPUT = "think", "no_think", "invalid"
+OUTPUT_MODES: tuple[str, ...] = (THINK_OUTPUT, NO_THINK_OUTPUT, INVALID_OUTPUT)
 
 INSTRUCTIONS: dict[str, str] = {
-    "think": "Output the thinking process in <think> </think> and the final answer in <answer> </answer>.",
-    "no-think": "Output the final answer in <answer> </answer> without thinking.",
+    THINK: "Output the thinking process in <think> </think> and the final answer in <answer> </answer>.",
+    NO_THINK: "Output the final answer in <answer> </answer> without thinking.",
     # Audio-Thinker, Fig. 1 (verbatim).
-    "adaptive": (
+    ADAPTIVE: (
         "First identify whether this problem requires thinking. If the problem requires thinking, output "
         "thinking in <think> </think> and answer in <answer> </answer>. If no thinking is required, output "
         "answer in <answer> </answer>"

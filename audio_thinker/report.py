@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import synth
 from .evaluate import evaluate
+from .prompts import ADAPTIVE, THINK
 
 
 def eval_items(seed: int, per_task: int) -> list[dict]:
@@ -147,7 +148,7 @@ def write_report(cfg) -> Path:
         _table(results),
         "",
     ]
-    start_think, final_adapt = results.get("start", {}).get("think"), results.get("final", {}).get("adaptive")
+    start_think, final_adapt = results.get("start", {}).get(THINK), results.get("final", {}).get(ADAPTIVE)
     if start_think and final_adapt:
         err0, err1 = 1 - start_think["accuracy"], 1 - final_adapt["accuracy"]
         ratio = final_adapt["mean_completion_tokens"] / max(1e-9, start_think["mean_completion_tokens"])

@@ -19,31 +19,50 @@ reasoned inside ``<think>…</think>``; ``correct`` marks right final answers.
   completions get the batch mean over think completions.
 * Format reward R_f ∈ {0, 1} (see :func:`format_reward`).
 * Total (Eq. 7): ``R = R_a (1 + w_c R_c) + w_f R_f + w_t R_t``.
+
+The last part of the module composes these per reward set (Table 1) as TRL-style reward functions,
+``fn(prompts, completions, **columns) -> list[float]``: Eq. 7 is their weighted sum
+``R = 1·R_a + w_c·(R_a R_c) + w_f·R_f + w_t·R_t`` (see :func:`reward_functions`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
+
+from .prompts import ADAPTIVE, INVALID_OUTPUT, NO_THINK, NO_THINK_OUTPUT, THINK, THINK_OUTPUT
 
 __all__ = [
+    "LOGGED_TERMS",
+    "REWARD_SETS",
     "Mode",
     "Parsed",
+    "RewardFunction",
+    "RewardSet",
+    "Verdict",
+    "accuracy_reward_func",
     "answer_tokens",
     "atar",
+    "atar_reward_func",
+    "completion_terms",
     "consistency_gate",
+    "consistency_reward_func",
     "fill_no_think_quality",
     "format_reward",
+    "format_reward_func",
+    "is_think",
     "match_choice",
     "parse_completion",
+    "reward_functions",
     "shows_think",
+    "think_quality_reward_func",
     "total_reward",
 ]
 
-Mode = Literal["think", "no_think", "invalid"]
+Mode = Literal["think", "no_think", "invalid"]  # prompts.OUTPUT_MODES
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -130,8 +149,8 @@ def parse_completion(text: str) -> Parsed:
     strict = _strict_parse(text)
     if strict is not None:
         think, answer = strict
-        return Parsed("think" if think is not None else "no_think", think, answer)
-    return Parsed("invalid", _loose_think(text), _loose_answer(text))
+        return Parsed(THINK_OUTPUT if think is not None else NO_THINK_OUTPUT, think, answer)
+    return Parsed(INVALID_OUTPUT, _loose_think(text), _loose_answer(text))
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -263,3 +282,199 @@ def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) ->
     fill = sum(rated) / len(rated) if rated else 0.0
     it = iter(rated)
     return [next(it) if t else fill for t in think]
+
+
+# --------------------------------------------------------------------------------------------------
+# The reward sets (Table 1) as TRL-style reward functions
+#
+# Every function is ``fn(prompts, completions, **columns) -> list[float]``, one reward per completion of
+# the global batch (the calling convention of TRL's GRPOTrainer). The GRPO loop passes these columns, one
+# entry per completion: ``answer`` and ``choices`` (the item's), ``verdicts`` (the judge's
+# :data:`Verdict` of a think completion with think text, else None), and the scalars ``step`` and
+# ``max_steps``. Functions take what they need and ignore the rest.
+
+Verdict = tuple[float, float, bool]
+"""A judge's verdict on one think trace: (consistent 0/1, quality 0..1, the judge failed)."""
+
+
+def is_think(parsed: Parsed, completion: str) -> bool:
+    """Think mode: a valid think completion, or an invalid one that shows ``<think>`` (as ATAR scores it)."""
+    return parsed.mode == THINK_OUTPUT or (parsed.mode == INVALID_OUTPUT and shows_think(completion))
+
+
+def _think_and_correct(
+    completions: Sequence[str], answer: Sequence[str], choices: Sequence[Sequence[str]]
+) -> tuple[list[bool], list[bool]]:
+    """Per completion: think mode, and a right final answer (an invalid completion is wrong)."""
+    parsed = [parse_completion(c) for c in completions]
+    think = [is_think(p, c) for p, c in zip(parsed, completions, strict=True)]
+    correct = [
+        p.mode != INVALID_OUTPUT and match_choice(p.answer, a, ch)
+        for p, a, ch in zip(parsed, answer, choices, strict=True)
+    ]
+    return think, correct
+
+
+def _judged_terms(
+    think: Sequence[bool], correct: Sequence[bool], verdicts: Sequence[Verdict | None]
+) -> tuple[list[float], list[float], list[float | None]]:
+    """Gated R_c, filled R_t, and the judge's raw consistency (None where not judged) for a batch.
+
+    A think completion the judge did not see (no think text, or a set without the judge) counts as
+    inconsistent with quality 0.
+    """
+    raw_c: list[float | None] = [v[0] if v is not None else None for v in verdicts]
+    raw_t: list[float | None] = [v[1] if v is not None else None for v in verdicts]
+    for i, t in enumerate(think):
+        if t and raw_c[i] is None:
+            raw_c[i], raw_t[i] = 0.0, 0.0
+    return consistency_gate(raw_c, correct, think), fill_no_think_quality(raw_t, think), raw_c
+
+
+def format_reward_func(prompts: Sequence[str], completions: Sequence[str], **_) -> list[float]:
+    """R_f of each completion (:func:`format_reward`)."""
+    return [format_reward(c) for c in completions]
+
+
+def accuracy_reward_func(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    answer: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    **_,
+) -> list[float]:
+    """Plain accuracy (the R1-AQA recipe): 1.0 for a right final answer, else 0.0."""
+    return [float(c) for c in _think_and_correct(completions, answer, choices)[1]]
+
+
+def atar_reward_func(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    answer: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    step: int,
+    max_steps: int,
+    **_,
+) -> list[float]:
+    """ATAR's R_a (:func:`atar`); λ is the batch's share of think completions."""
+    think, correct = _think_and_correct(completions, answer, choices)
+    return atar(think, correct, step, max_steps)
+
+
+def consistency_reward_func(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    answer: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    verdicts: Sequence[Verdict | None],
+    step: int,
+    max_steps: int,
+    **_,
+) -> list[float]:
+    """Eq. 7's consistency summand ``R_a · R_c`` (ATAR's R_a, gated R_c), to be weighted by w_c.
+
+    ``R_a (1 + w_c R_c) = R_a + w_c (R_a R_c)``: R_c scales the accuracy reward rather than adding to it.
+    """
+    think, correct = _think_and_correct(completions, answer, choices)
+    r_a = atar(think, correct, step, max_steps)
+    r_c, _, _ = _judged_terms(think, correct, verdicts)
+    return [a * c for a, c in zip(r_a, r_c, strict=True)]
+
+
+def think_quality_reward_func(
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    *,
+    answer: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    verdicts: Sequence[Verdict | None],
+    **_,
+) -> list[float]:
+    """R_t: the judge's quality of each think trace; no-think completions get the batch mean."""
+    think, correct = _think_and_correct(completions, answer, choices)
+    return _judged_terms(think, correct, verdicts)[1]
+
+
+RewardFunc = Callable[..., list[float]]
+
+
+class RewardFunction(NamedTuple):
+    """One summand of the total reward: ``weight · fn(prompts, completions, **columns)``, named ``name``."""
+
+    name: str
+    fn: RewardFunc
+    weight: float
+
+
+@dataclass(frozen=True)
+class RewardSet:
+    """One row of Table 1: the prompt a run trains with and the terms of Eq. 7 it uses."""
+
+    prompt_mode: str
+    atar: bool  # R_a is ATAR; else plain accuracy (R1-AQA)
+    consistency: bool  # R_c (the judge)
+    quality: bool  # R_t (the judge)
+
+    def __post_init__(self) -> None:
+        if self.consistency and not self.atar:
+            raise ValueError("R_c scales ATAR's R_a (Eq. 7): a set with R_c needs ATAR")
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.consistency or self.quality
+
+    @property
+    def default_w_format(self) -> float:
+        """Eq. 7 weighs R_f 0.5; the R1-AQA recipe (no ATAR) adds accuracy and format with weight 1."""
+        return 0.5 if self.atar else 1.0
+
+
+REWARD_SETS: dict[str, RewardSet] = {
+    "grpo": RewardSet(THINK, atar=False, consistency=False, quality=False),  # R1-AQA: accuracy + format
+    "grpo-nothink": RewardSet(NO_THINK, atar=False, consistency=False, quality=False),
+    "atar": RewardSet(ADAPTIVE, atar=True, consistency=False, quality=False),
+    "atar+rc": RewardSet(ADAPTIVE, atar=True, consistency=True, quality=False),
+    "full": RewardSet(ADAPTIVE, atar=True, consistency=True, quality=True),  # Audio-Thinker
+}
+
+
+def reward_functions(
+    reward_set: str, *, w_consistency: float = 0.5, w_format: float | None = None, w_quality: float = 1.0
+) -> list[RewardFunction]:
+    """The weighted reward functions of ``reward_set``; their sum in this order is Eq. 7.
+
+    ``w_format`` None means the set's default (:attr:`RewardSet.default_w_format`).
+    """
+    s = REWARD_SETS[reward_set]
+    funcs = [RewardFunction("accuracy_reward", atar_reward_func if s.atar else accuracy_reward_func, 1.0)]
+    if s.consistency:
+        funcs.append(RewardFunction("consistency_bonus", consistency_reward_func, w_consistency))
+    funcs.append(
+        RewardFunction("format", format_reward_func, s.default_w_format if w_format is None else w_format)
+    )
+    if s.quality:
+        funcs.append(RewardFunction("quality", think_quality_reward_func, w_quality))
+    return funcs
+
+
+LOGGED_TERMS = ("accuracy_reward", "format", "consistency", "quality")
+"""The per-completion terms every run logs: the reward functions' ``accuracy_reward`` and ``format``, and
+:func:`completion_terms`' gated R_c and filled R_t (logged whether or not the set trains on them)."""
+
+
+def completion_terms(
+    completions: Sequence[str],
+    *,
+    answer: Sequence[str],
+    choices: Sequence[Sequence[str]],
+    verdicts: Sequence[Verdict | None],
+    **_,
+) -> dict[str, list]:
+    """What a run logs per completion besides the rewards: think mode, correct answer, gated R_c
+    (``consistency``), filled R_t (``quality``) and the judge's raw consistency (None where not judged)."""
+    think, correct = _think_and_correct(completions, answer, choices)
+    r_c, r_t, raw_c = _judged_terms(think, correct, verdicts)
+    return {"think": think, "correct": correct, "consistency": r_c, "quality": r_t, "judge_consistent": raw_c}

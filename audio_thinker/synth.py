@@ -584,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "unseen combinations (see the module docstring)",
     )
     args = p.parse_args(argv)
+    if args.n < 1:
+        p.exit(2, f"error: --n must be at least 1, got {args.n}\n")
     tasks = args.tasks.split(",") if args.tasks else None
     if tasks and (bad := [t for t in tasks if t not in TASKS]):
         p.error(f"unknown task(s) {bad}; choose from {list(TASKS)}")

@@ -6,8 +6,9 @@
     python -m audio_thinker.train --out runs/default --resume latest
 
 Settings come from the dataclass defaults, then the YAML ``--config`` (default: configs/tiny.yaml), then
-any ``--flag`` given on the command line. The resolved config is saved as ``OUT/config.json``. After
-training, the starting model (think and adaptive prompts) and ``OUT/final`` (adaptive and think) are
+any ``--flag`` given on the command line (list fields take several values: ``--eval-modes think adaptive``,
+``--adam-betas 0.9 0.95``; booleans ``--lora`` or ``--lora false``). The resolved config is saved as
+``OUT/config.json``. After training, the starting model (think and adaptive prompts) and ``OUT/final`` (adaptive and think) are
 evaluated on a fresh synth-aqa set and ``OUT/report.md`` is written with its plots.
 """
 
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import HfArgumentParser
 
-from .grpo import GRPOConfig, resume_point, train
+from .checkpoints import resume_point
+from .grpo import GRPOConfig, train
 from .judge import llm_judge_source
 from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(GRPOConfig))
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> GRPOConfig:
@@ -38,50 +42,45 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"cannot read config {path}: {err}") from err
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    names = {f.name for f in dataclasses.fields(GRPOConfig)}
-    if unknown := sorted(set(values) - names):
-        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(names)}")
+    if unknown := sorted(set(values) - FIELD_NAMES):
+        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(FIELD_NAMES)}")
     cfg = GRPOConfig(**values)
     cfg.validate()
     return cfg
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _parser() -> HfArgumentParser:
+    """``HfArgumentParser`` over :class:`GRPOConfig` (a ``--flag`` and a help line per field, from the
+    field's ``metadata["help"]``), plus ``--config`` and ``--no-report``.
+
+    Field flags default to "not given" (absent from the parsed namespace), so that :func:`load_config` can
+    put the given ones over the YAML. An optional field reads ``none`` / ``null`` as None (not given).
+    """
+    p = HfArgumentParser(
+        GRPOConfig,
         prog="python -m audio_thinker.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--config", default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None)
+    p.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else None,
+        help="YAML file of GRPOConfig fields (default: configs/tiny.yaml); flags given here override it",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the before/after evaluation and report")
-    for f in dataclasses.fields(GRPOConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            p.add_argument(
-                flag,
-                dest=f.name,
-                type=_CONVERTERS.get(f.type, yaml.safe_load),
-                default=None,
-                metavar=f.type.upper(),
-            )
+    optional = {f.name for f in dataclasses.fields(GRPOConfig) if f.default is None}
+    for action in p._actions:
+        if action.dest in FIELD_NAMES:
+            action.help = f"{action.help} (default: {action.default})"
+            action.default = argparse.SUPPRESS
+            if action.dest in optional:
+                action.type = _optional(action.type)
     return p
 
 
 def _optional(convert):
     return lambda text: None if text.lower() in ("none", "null") else convert(text)
-
-
-# command-line text -> value, by the field's annotation; anything else (lists, tuples) is read as YAML
-_CONVERTERS = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "float | None": _optional(float),
-    "str | None": _optional(str),
-}
 
 
 def main(argv=None) -> None:

@@ -48,12 +48,12 @@ from .models import (
     encode_audio,
     language_model,
 )
-from .prompts import INSTRUCTIONS, chat_prompt, format_target, user_text
+from .prompts import ADAPTIVE, INSTRUCTIONS, NO_THINK, THINK, chat_prompt, format_target, user_text
 from .rewards import match_choice
 
 TASK_WEIGHTS = {"easy": 0.7, "medium": 1.0, "hard": 1.4}
 FRAME_KINDS = ["none", "low", "middle", "high", "noise", "chirp up", "chirp down"]
-MODE_WEIGHTS = {"think": 0.5, "no-think": 0.3, "adaptive": 0.2}
+MODE_WEIGHTS = {THINK: 0.5, NO_THINK: 0.3, ADAPTIVE: 0.2}
 # Share of the direct answers (no-think prompt, or adaptive without a trace) that hard items keep; the rest
 # are shown with their trace instead. As in the data real audio LMs learn from, compositional questions
 # mostly come with a rationale, while perception questions are answered directly.
@@ -129,7 +129,7 @@ def tokenizer_corpus(seed: int, n_per_task: int = 300) -> list[str]:
             item, _ = synth.generate_item(task, seed, i, "tokenizer")
             corpus += [
                 item["reasoning"],
-                user_text(item["question"], item["choices"], "think"),
+                user_text(item["question"], item["choices"], THINK),
                 *item["choices"],
             ]
     return corpus
@@ -166,9 +166,9 @@ class ItemStream(torch.utils.data.IterableDataset):
                 item, audio = synth.generate_item(task, self.seed, index, "train")
                 index += 1
                 mode = str(rng.choice(list(MODE_WEIGHTS), p=list(MODE_WEIGHTS.values())))
-                think = mode == "think" or (mode == "adaptive" and rng.random() < 0.5)
+                think = mode == THINK or (mode == ADAPTIVE and rng.random() < 0.5)
                 if not think and rng.random() >= self.direct_share[item["difficulty"]]:
-                    mode, think = ("think" if mode == "no-think" else mode), True
+                    mode, think = (THINK if mode == NO_THINK else mode), True
                 rows.append((item, audio, mode, self.target(item, think, teacher_rng)))
             yield self.collate(rows)
 
@@ -301,7 +301,7 @@ def quick_eval(model, processor, per_task: int, seed: int = 4242) -> dict:
     lm = AudioLM(model, processor, max_new_tokens=160)
     items = [synth.generate_item(t, seed, i, "val") for t in synth.TASKS for i in range(per_task)]
     out = {}
-    for mode in ("think", "no-think"):
+    for mode in (THINK, NO_THINK):
         answers = lm.answer_batch(
             [a for _, a in items],
             [it["question"] for it, _ in items],

@@ -6,7 +6,7 @@ A tiny ``Qwen2AudioForConditionalGeneration`` (the shipped tiny recipe, but with
 3000 mel frames -> 1500 encoder positions -> 750 audio tokens per clip) scores P prompts x G completions of
 L tokens, forward + GRPO loss + backward, two ways:
 
-(a) once per group: ``grpo.completion_logprobs(model, P prompt rows, P clips, P*G completions, group=G)``, which
+(a) once per group: ``policy.completion_logprobs(model, P prompt rows, P clips, P*G completions, group=G)``, which
     runs the audio encoder on each clip once and prefills each prompt once, then runs the G completions on the
     shared prompt KV cache (the project's trainer);
 (b) per completion: the same completions with the prompt rows and clips repeated G times and ``group=1``, so
@@ -36,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from audio_thinker import grpo, synth  # noqa: E402
+from audio_thinker import grpo, policy, synth  # noqa: E402
 from audio_thinker.models import (  # noqa: E402
     SPECIAL_TOKENS,
     build_processor,
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         for name, inputs in variants.items():
             counter.reset()
-            logps[name] = grpo.completion_logprobs(model, *inputs)[0]
+            logps[name] = policy.completion_logprobs(model, *inputs)[0]
             counts[name] = (counter.calls, counter.clips)
     a, b = logps.values()
     diff = float((a - b).abs().max())
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        logp, _ = grpo.completion_logprobs(model, *inputs)
+        logp, _ = policy.completion_logprobs(model, *inputs)
         loss, _ = grpo.grpo_loss(
             logp,
             logp.detach(),

@@ -26,9 +26,9 @@ after each base, so a run cut short keeps what it finished). Exit status: 0 if e
 failed or was skipped (the error or the reason is in the summary), 2 without a CUDA device (and no
 ``--tiny``).
 
-What is measured from outside the trainer (``grpo.py`` is not modified): the trainer logs only the whole
+What is measured from outside the trainer (the trainer is not modified): the trainer logs only the whole
 ``step_time`` per step, so the rollout (``inference.sample``: prompt prefill + decoding, not the audio
-encoder pass) is timed by wrapping ``grpo.sample`` while ``train`` runs; ``grpo.load_policy`` is wrapped to
+encoder pass) is timed by wrapping ``policy.sample`` while ``train`` runs; ``policy.load_policy`` is wrapped to
 time the load (and to delete the saved bf16 copy once it is loaded, halving the disk needed).
 
 The "as run" prediction adds what the README model leaves out for this trainer on one GPU (LoRA under bf16
@@ -276,7 +276,7 @@ def _sync() -> None:
 
 
 class Probe:
-    """Wraps ``grpo.sample`` (rollout time and tokens) and ``grpo.load_policy`` (load time) during ``train``."""
+    """Wraps ``policy.sample`` (rollout time and tokens) and ``policy.load_policy`` (load time) during ``train``."""
 
     def __init__(self, delete_after_load: Path | None):
         self.rollouts: list[dict[str, float]] = []
@@ -319,14 +319,17 @@ class Probe:
 
     @contextmanager
     def installed(self) -> Iterator[Probe]:
-        from audio_thinker import grpo
+        from audio_thinker import policy
 
-        saved = grpo.sample, grpo.load_policy
-        grpo.sample, grpo.load_policy = self._timed_sample(grpo.sample), self._timed_load(grpo.load_policy)
+        saved = policy.sample, policy.load_policy
+        policy.sample, policy.load_policy = (
+            self._timed_sample(policy.sample),
+            self._timed_load(policy.load_policy),
+        )
         try:
             yield self
         finally:
-            grpo.sample, grpo.load_policy = saved
+            policy.sample, policy.load_policy = saved
 
 
 # --------------------------------------------------------------------------------------------------
@@ -530,7 +533,7 @@ def report(base: Base, r: dict[str, Any], sizes: Sizes) -> None:
             f"rollout {r['rollout_s'][i]:.2f} s, {r['rollout_tokens'][i]:.0f} tokens, "
             f"{r['rollout_tokens_per_s'][i]:.1f} tokens/s"
             if i < len(r["rollout_s"])
-            else "rollout not timed (grpo.sample was not called)"
+            else "rollout not timed (policy.sample was not called)"
         )
         print(
             f"step {i + 1}: {step_s:.2f} s | {roll} | mean completion {r['mean_completion_tokens'][i]:.1f} "
@@ -539,7 +542,7 @@ def report(base: Base, r: dict[str, Any], sizes: Sizes) -> None:
     print(
         f"mean of steps 2-{len(r['step_time_s'])}: step {r['mean_step_time_s']:.2f} s, rollout "
         f"{r['mean_rollout_tokens_per_s']:.1f} tokens/s (rollout = inference.sample, prefill + decode, timed by "
-        "wrapping grpo.sample; the trainer logs only step_time)"
+        "wrapping policy.sample; the trainer logs only step_time)"
     )
     print(
         f"peak memory ({r['peak_mem_kind']}): {r['peak_mem_gb']:.2f} GB"

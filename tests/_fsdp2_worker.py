@@ -1,8 +1,8 @@
 """One GRPO micro-step on FSDP2-sharded parameters, run by ``torchrun`` (gloo, CPU) from test_scaleout.py.
 
 Every process shards the shipped tiny model with torch's ``fully_shard`` (each decoder and encoder layer,
-then the root :class:`~audio_thinker.grpo.PolicyModule`, as accelerate's FSDP2 plugin does), samples its
-share of the completions through the root module with :func:`~audio_thinker.grpo.rollout`, backpropagates
+then the root :class:`~audio_thinker.policy.PolicyModule`, as accelerate's FSDP2 plugin does), samples its
+share of the completions through the root module with :func:`~audio_thinker.policy.rollout`, backpropagates
 the GRPO loss of its rows and clips the gradients of the parameters the sharded module owns. Rank 0
 writes what every process did to ``OUT`` as JSON. ``--no-sync`` drops the all-reduce that keeps the
 processes stepping together (to show what it guards against).
@@ -23,6 +23,15 @@ from torch.distributed.fsdp import fully_shard
 from audio_thinker import grpo, synth
 from audio_thinker.inference import completion_mask
 from audio_thinker.models import TINY_MODEL_DIR, load_policy, unwrap_peft
+from audio_thinker.policy import (
+    PolicyModule,
+    all_processes_done,
+    completion_logprobs,
+    process_share,
+    prompt_batch,
+    rollout,
+    rollout_seed,
+)
 
 # 2 easy prompts (the shipped model answers them directly: a few tokens) and 2 hard ones (it thinks: long)
 TASKS = ("loudness", "sound_type", "pitch_pattern", "odd_one_out")
@@ -36,7 +45,7 @@ def main(out: str, sync: bool) -> None:
     policy, processor = load_policy(str(TINY_MODEL_DIR))
     tok = processor.tokenizer
     tok.padding_side = "left"
-    module = grpo.PolicyModule(policy)
+    module = PolicyModule(policy)
     before = [p for p in module.parameters() if p.requires_grad]  # captured before sharding (stale after it)
     layer_classes = set(module._no_split_modules or ())
     for sub in reversed(list(module.modules())):  # inner layers first, as accelerate wraps
@@ -50,29 +59,28 @@ def main(out: str, sync: bool) -> None:
         item, audio = synth.generate_item(task, 5, i)
         items.append({**item, "audio": audio})
     B = len(items)
-    rows, local, g = grpo.process_share(B, G, world, rank)
+    rows, local, g = process_share(B, G, world, rank)
     mine = items[local]
-    enc = grpo._prompt_batch(processor, mine, "adaptive", True)
+    enc = prompt_batch(processor, mine, "adaptive", True)
     eos = unwrap_peft(policy).generation_config.eos_token_id or tok.eos_token_id
     eos_ids = eos if isinstance(eos, list) else [eos]
     steps = []  # decoding forwards this process ran
 
     def counting_done(local_done: bool) -> bool:
         steps.append(local_done)
-        return grpo.all_processes_done(torch.device("cpu"))(local_done) if sync else local_done
+        return all_processes_done(torch.device("cpu"))(local_done) if sync else local_done
 
     policy.eval()
     with torch.no_grad():
         comp = module(
-            grpo.rollout,
+            rollout,
             enc["input_ids"],
             enc["attention_mask"],
             enc["input_features"],
             enc["feature_attention_mask"],
             group=g,
             generators=[
-                torch.Generator().manual_seed(grpo._rollout_seed(SEED, 0, r))
-                for r in range(rows.start, rows.stop)
+                torch.Generator().manual_seed(rollout_seed(SEED, 0, r)) for r in range(rows.start, rows.stop)
             ],
             eos_ids=eos_ids,
             pad_id=tok.pad_token_id,
@@ -85,7 +93,7 @@ def main(out: str, sync: bool) -> None:
     lengths = mask.sum(1)
     adv = torch.linspace(-1, 1, B * G)[rows]  # fixed advantages: the test is about the mechanics
     logp, _ = module(
-        grpo.completion_logprobs,
+        completion_logprobs,
         enc["input_ids"],
         enc["attention_mask"],
         enc["input_features"],

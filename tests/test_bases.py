@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from audio_thinker import grpo, synth
-from audio_thinker.grpo import GRPOConfig, completion_logprobs
+from audio_thinker.grpo import GRPOConfig
 from audio_thinker.inference import AudioLM
 from audio_thinker.models import (
     SUPPORTED_ARCHITECTURES,
@@ -22,6 +22,7 @@ from audio_thinker.models import (
     encode_audio,
     load_policy,
 )
+from audio_thinker.policy import completion_logprobs
 
 BASES = ["qwen2_audio", "qwen2_5_omni_thinker", "qwen2_5_omni"]
 CLASSES = {

@@ -261,3 +261,72 @@ def test_fidelity_target_at_the_bar_holds():
         }
     )
     assert t["holds"] == dict.fromkeys(t["holds"], True)
+
+
+def _refuses(argv, capsys) -> str:
+    """Run the evaluate CLI; it must stop with exit 2 and a one-line error (returned)."""
+    with pytest.raises(SystemExit) as exit_:
+        ev.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model fails the test: the refusals come before any evaluation."""
+
+    def refuse(cls, path=None):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("audio_thinker.inference.AudioLM.from_pretrained", classmethod(refuse))
+
+
+@pytest.mark.parametrize(
+    "clip,reason",
+    [
+        ("gone.wav", "file not found"),
+        ("broken.wav", "not a recognised audio file"),
+        ("long.wav", "audio is 31.0 s long; the limit is 30.0 s"),
+    ],
+    ids=["missing", "unreadable", "over-long"],
+)
+def test_cli_refuses_items_whose_clips_cannot_be_used(synth_set, tmp_path, capsys, no_model, clip, reason):
+    """Such items were scored as wrong answers and a confident accuracy printed; now nothing is evaluated."""
+    import numpy as np
+
+    from audio_thinker.audio import write_wav
+
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    write_wav(tmp_path / "long.wav", np.zeros(16000 * 31, dtype=np.float32))
+    items = json.loads(synth_set.read_text())[:3]
+    for it in items:
+        it["audio_id"] = str(synth_set.parent / it["audio_id"])
+    bad = str(tmp_path / clip)
+    items[1]["audio_id"] = items[2]["audio_id"] = bad
+    data = tmp_path / "items.json"
+    data.write_text(json.dumps(items))
+    err = _refuses(["--data", str(data), "--out", str(tmp_path / "out")], capsys)
+    assert "2 of 3 items" in err and f"the first: {bad}: {reason}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--limit", "-1"], "--limit must be at least 1, got -1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["--samples", "0"], "--samples must be at least 1, got 0"),  # was a traceback from evaluate()
+    ],
+)
+def test_cli_refuses_a_bad_limit_or_batch_size(synth_set, tmp_path, capsys, no_model, flags, message):
+    err = _refuses(["--data", str(synth_set), "--out", str(tmp_path / "out"), *flags], capsys)
+    assert message in err
+
+
+def test_cli_refuses_an_out_that_is_a_file_before_evaluating(synth_set, tmp_path, capsys, no_model):
+    taken = tmp_path / "results.json"
+    taken.write_text("an earlier evaluation")
+    err = _refuses(["--data", str(synth_set), "--out", str(taken)], capsys)
+    assert str(taken) in err and "is a file" in err
+    assert taken.read_text() == "an earlier evaluation"

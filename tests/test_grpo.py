@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from audio_thinker import grpo, synth
-from audio_thinker.grpo import GRPOConfig, completion_logprobs, group_advantages, grpo_loss, score_completions
+from audio_thinker import grpo, policy, synth
+from audio_thinker.grpo import GRPOConfig, group_advantages, grpo_loss, score_completions
 from audio_thinker.judge import make_judge
+from audio_thinker.policy import completion_logprobs
 
 
 def _item(task="high_low_difference", i=0):
@@ -290,13 +291,13 @@ def _cfg(tmp, model, **kw):
 @pytest.mark.slow
 def test_audio_is_encoded_once_per_prompt_in_every_pass(random_model_dir, tmp_path, monkeypatch):
     calls = []
-    real = grpo.encode_audio
+    real = policy.encode_audio
 
     def counting(model, feats, mask):
         calls.append(feats.shape[0])
         return real(model, feats, mask)
 
-    monkeypatch.setattr(grpo, "encode_audio", counting)
+    monkeypatch.setattr(policy, "encode_audio", counting)
     grpo.train(_cfg(tmp_path, random_model_dir, max_steps=1, num_iterations=2, save_every=0))
     # rollout: 2 clips at once; reference and old log-probs (mu=2): 1 clip per micro-batch each;
     # policy: 1 clip per micro-batch per iteration. Never once per completion (G=3).

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audio_thinker.rewards import (
+    REWARD_SETS,
     Parsed,
     answer_tokens,
     atar,
@@ -17,6 +18,7 @@ from audio_thinker.rewards import (
     format_reward,
     match_choice,
     parse_completion,
+    reward_functions,
     shows_think,
     total_reward,
 )
@@ -366,3 +368,47 @@ def test_fill_no_think_quality_validation() -> None:
         fill_no_think_quality([None], [True])
     with pytest.raises(ValueError):
         fill_no_think_quality([float("nan")], [True])
+
+
+# ---------------------------------------------------------------- the reward sets as weighted reward functions
+
+
+def test_each_sets_weighted_reward_functions_sum_to_eq7():
+    """Table 1's sets: their terms and weights, and (with w_c = 0.5) the weighted sum is bitwise Eq. 7."""
+    completions = [
+        "<think>two beeps</think><answer>2</answer>",  # think, correct, judged consistent
+        "<think>two beeps</think><answer>3</answer>",  # think, wrong: R_c gated to 0
+        "<answer>2</answer>",  # no-think, correct: R_c 1, R_t the batch mean
+        "<answer>3</answer>",  # no-think, wrong
+        "<think>no answer tag",  # invalid, shows think: think and wrong
+    ]
+    columns = {
+        "answer": ["2"] * 5,
+        "choices": [["2", "3"]] * 5,
+        "verdicts": [(1.0, 0.8, False), (1.0, 0.4, False), None, None, (0.0, 0.2, False)],
+        "step": 3,
+        "max_steps": 10,
+    }
+    names = {s: [f.name for f in reward_functions(s)] for s in REWARD_SETS}
+    assert names == {
+        "grpo": ["accuracy_reward", "format"],
+        "grpo-nothink": ["accuracy_reward", "format"],
+        "atar": ["accuracy_reward", "format"],
+        "atar+rc": ["accuracy_reward", "consistency_bonus", "format"],
+        "full": ["accuracy_reward", "consistency_bonus", "format", "quality"],
+    }
+    assert [f.weight for f in reward_functions("grpo")] == [1.0, 1.0]  # R1-AQA: accuracy + format
+    assert [f.weight for f in reward_functions("full")] == [1.0, 0.5, 0.5, 1.0]  # Eq. 7
+    funcs = reward_functions("full")
+    values = {f.name: f.fn([""] * 5, completions, **columns) for f in funcs}
+    total = [sum(f.weight * values[f.name][i] for f in funcs) for i in range(5)]
+    r_a = atar([True, True, False, False, True], [True, False, True, False, False], 3, 10)
+    r_c = [1.0, 0.0, 1.0, 0.0, 0.0]
+    r_t = [0.8, 0.4, pytest.approx((0.8 + 0.4 + 0.2) / 3), pytest.approx((0.8 + 0.4 + 0.2) / 3), 0.2]
+    assert values["accuracy_reward"] == r_a and values["quality"] == r_t
+    assert values["consistency_bonus"] == [a * c for a, c in zip(r_a, r_c, strict=True)]
+    expected = [
+        total_reward(a, c, f, t)
+        for a, c, f, t in zip(r_a, r_c, [1.0, 1.0, 1.0, 1.0, 0.0], values["quality"], strict=True)
+    ]
+    assert total == expected  # exactly, not approximately

@@ -165,15 +165,15 @@ def test_fsdp2_ranks_that_finish_at_different_lengths_do_not_hang(tmp_path):
 
 
 def test_rollout_seeds_do_not_depend_on_the_split():
-    from audio_thinker.grpo import _rollout_seed
+    from audio_thinker.policy import rollout_seed
 
-    seeds = [_rollout_seed(0, 3, r) for r in range(8)]
-    assert len(set(seeds)) == 8 and seeds == [_rollout_seed(0, 3, r) for r in range(8)]
-    assert _rollout_seed(0, 4, 0) != seeds[0] and _rollout_seed(1, 3, 0) != seeds[0]
+    seeds = [rollout_seed(0, 3, r) for r in range(8)]
+    assert len(set(seeds)) == 8 and seeds == [rollout_seed(0, 3, r) for r in range(8)]
+    assert rollout_seed(0, 4, 0) != seeds[0] and rollout_seed(1, 3, 0) != seeds[0]
 
 
 def test_each_process_takes_whole_groups_or_an_equal_part_of_one():
-    from audio_thinker.grpo import process_share
+    from audio_thinker.policy import process_share
 
     # 4 prompts x G=2 on 2 processes: two whole groups each
     assert process_share(4, 2, 2, 1) == (slice(4, 8), slice(2, 4), 2)

@@ -371,3 +371,11 @@ def test_cli_shift_writes_shifted_items(tmp_path):
     items = json.loads((tmp_path / "shifted.json").read_text())
     assert len(items) == 9 and all(it["distribution"] == "shift" for it in items)
     assert all((tmp_path / it["audio_id"]).exists() for it in items)
+
+
+def test_cli_refuses_a_count_below_one(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        synth.main(["--out", str(tmp_path / "out"), "--n", "-3"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err == "error: --n must be at least 1, got -3"
+    assert not (tmp_path / "out").exists()

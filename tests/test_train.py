@@ -43,11 +43,12 @@ def test_command_line_overrides_yaml(tmp_path):
                 "--epsilon-high",
                 "0.28",
                 "--eval-modes",
-                "[think]",
+                "think",
                 "--judge-model",
                 "null",
                 "--adam-betas",
-                "[0.9, 0.95]",
+                "0.9",
+                "0.95",
                 "--max-steps",
                 "7",
             ]
@@ -104,3 +105,29 @@ def test_a_model_that_cannot_be_loaded_is_a_one_line_error(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and "8B model" in err and "--judge-model" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_help_has_a_line_for_every_config_field():
+    p = _parser()
+    helps = {a.dest: a.help for a in p._actions}
+    for f in dataclasses.fields(GRPOConfig):
+        assert helps.get(f.name) and not helps[f.name].startswith("(default"), f.name
+        assert f.metadata["help"] in helps[f.name], f.name
+    text = " ".join(p.format_help().split())
+    assert "--reward-set" in text and "the paper's Table 1 row" in text
+
+
+def _given(argv: list[str]) -> dict:
+    args = vars(_parser().parse_args(argv))
+    args.pop("config"), args.pop("no_report")
+    return args
+
+
+def test_list_flags_take_several_values():
+    given = _given(["--eval-modes", "think", "adaptive", "--lora-target-modules", "all-linear"])
+    assert set(given) == {"eval_modes", "lora_target_modules"}  # only what was given overrides the YAML
+    cfg = load_config(DEFAULT_CONFIG, given)
+    assert cfg.eval_modes == ["think", "adaptive"] and cfg.lora_target_modules == "all-linear"
+    cfg = load_config(DEFAULT_CONFIG, _given(["--lora-target-modules", "q_proj", "v_proj"]))
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+    assert load_config(DEFAULT_CONFIG, _given(["--lora", "--bf16", "false"])).lora is True
