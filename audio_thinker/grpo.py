@@ -29,7 +29,7 @@ import torch
 
 from . import synth
 from .inference import completion_mask, decode_completion, sample
-from .judge import JudgeRequest, make_judge
+from .judges import JudgeRequest, make_judge
 from .models import (
     default_model_path,
     embed_prompt,

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .grpo import GRPOConfig, resume_point, train
-from .judge import llm_judge_source
+from .judges import llm_judge_source
 from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
