@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -160,6 +162,23 @@ def test_make_judge_oracle():
 def test_make_judge_unknown_names_known_backends():
     with pytest.raises(ValueError, match="oracle"):
         make_judge("nope")
+
+
+def test_make_judge_knows_the_builtin_judges_whatever_was_imported():
+    """``make_judge("learned")`` needs no import of the training code (reward_model) first."""
+    code = (
+        "import sys\n"
+        "from audio_thinker.judges import available_judges, make_judge\n"
+        "try:\n"
+        "    make_judge('learned', path=sys.argv[1])\n"
+        "except ValueError as err:\n"
+        "    print(available_judges(), 'not a trained reward model folder' in str(err))\n"
+        "print('audio_thinker.reward_model' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["['learned', 'llm', 'oracle'] True", "False"]
 
 
 def test_register_judge_adds_backend(monkeypatch):

@@ -13,6 +13,8 @@ import pytest
 from audio_thinker import reward_model as rm
 from audio_thinker import synth
 from audio_thinker.judges import JudgeRequest, LearnedJudge, Verdict, learned, make_judge
+from audio_thinker.judges import oracle as oracle_module
+from audio_thinker.rewards import sentences
 from audio_thinker.store import Store
 
 JUNK_WORDS = ["zz", "qq", "beep", "maybe", "blorp", "0.9", "s", "so", "wub", "??"]
@@ -58,6 +60,23 @@ def _fill(store: Store, n_items: int = 16, seed: int = 5) -> None:
 
 
 # ------------------------------------------------------------------------------------------ pieces
+
+
+def test_the_learned_and_the_oracle_judge_count_the_same_sentences() -> None:
+    """One sentence splitter (rewards.sentences): a T: line per sentence the oracle parses."""
+    think = "Beep 1 at 0.2 s: high; Beep 2 at 0.4 s: low\nThat is 2 beeps. so the answer is 0."
+    said = [x[3:] for x in learned.render_completion(think, "0", "R.").split("\n") if x.startswith("T: ")]
+    assert (
+        said
+        == sentences(think)
+        == [
+            "Beep 1 at 0.2 s: high;",
+            "Beep 2 at 0.4 s: low",
+            "That is 2 beeps.",
+            "so the answer is 0.",
+        ]
+    )
+    assert len(oracle_module._sentences(think)) == len(said)
 
 
 def test_render_and_reference() -> None:

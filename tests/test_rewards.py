@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audio_thinker.rewards import (
+    QUALITY_GRID,
     Parsed,
     answer_tokens,
     atar,
@@ -17,6 +18,8 @@ from audio_thinker.rewards import (
     format_reward,
     match_choice,
     parse_completion,
+    quantize_quality,
+    sentences,
     shows_think,
     total_reward,
 )
@@ -366,3 +369,23 @@ def test_fill_no_think_quality_validation() -> None:
         fill_no_think_quality([None], [True])
     with pytest.raises(ValueError):
         fill_no_think_quality([float("nan")], [True])
+
+
+# ---------------------------------------------------------------- sentences, the quality grid
+
+
+def test_sentences_end_at_marks_and_line_breaks_not_at_decimal_points():
+    text = "Beep 1 at 0.2 s: high; beep 2 at .45 s: low!?\nThat is 2 beeps.so the answer is 0.  "
+    assert sentences(text) == [
+        "Beep 1 at 0.2 s: high;",
+        "beep 2 at .45 s: low!?",
+        "That is 2 beeps.",
+        "so the answer is 0.",
+    ]
+    assert sentences(" ... ?!\n;\n ") == [] and sentences("") == []
+    assert sentences("no end mark") == ["no end mark"]
+
+
+def test_the_quality_grid_is_what_quantize_quality_gives():
+    assert QUALITY_GRID == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    assert {quantize_quality(k / 1000) for k in range(-50, 1051)} == set(QUALITY_GRID)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from ..rewards import sentences
 from .base import JudgeRequest, Verdict
 
 __all__ = [
@@ -71,7 +72,6 @@ def _clean(text: str) -> str:
     return _SPECIAL.sub("< |", text)
 
 
-_SENTENCE_SPLIT = re.compile(r"(?<=\.)\s+(?=[A-Z0-9])")
 _CONCLUSION = re.compile(r"\s*(?:So|Thus|Therefore|Hence),? the answer is [^.]*\.?\s*$", re.IGNORECASE)
 
 
@@ -115,17 +115,13 @@ def render_prompt(question: str, choices: Sequence[str]) -> str:
     return _clean("\n".join(lines) + "\n")
 
 
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_SPLIT.split(text.strip()) if s]
-
-
 def render_completion(think: str | None, answer: str | None, reference: str | None = None) -> str:
     """The completion part: the reasoning, aligned sentence by sentence with ``reference`` when given,
     and the answer."""
     think, answer = (think or "").strip(), (answer or "").strip()
     if reference is None:
         return _clean(f"Reasoning: {think}\nAnswer: {answer}")
-    said, ref = _sentences(think), _sentences(reference)
+    said, ref = sentences(think), sentences(reference)
     lines = []
     for k in range(max(len(said), len(ref))):
         lines += [f"T: {said[k] if k < len(said) else '-'}", f"R: {ref[k] if k < len(ref) else '-'}"]

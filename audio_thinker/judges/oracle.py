@@ -88,7 +88,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import synth
-from ..rewards import answer_tokens, match_choice, quantize_quality
+from ..rewards import answer_tokens, match_choice, quantize_quality, sentences
 from .base import JudgeRequest, Verdict, warn_once
 
 __all__ = ["ONSET_TOLERANCE", "OracleJudge"]
@@ -136,7 +136,7 @@ _NUMBER_WORDS["no"] = 0
 _NUM = r"([0-9]{1,6}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})"
 _INT = r"([0-9]{1,3})"
 _PITCH = r"(low|middle|high)"
-_SENTENCE_END = re.compile(r"[\n!?;]+|\.(?![0-9])")
+_END_MARKS = ".!?;"
 _SPACES = re.compile(r"\s+")
 _UNIT = re.compile(r"([0-9])\s?(?:seconds?|secs?|s)\b")
 _STARTERS = re.compile(
@@ -254,9 +254,11 @@ class _Trace:
 
 
 def _sentences(text: str) -> list[str]:
+    """The trace's sentences (:func:`rewards.sentences`) without their end marks, normalised for the
+    grammar, and split further before every known sentence start (a missing period is tolerated)."""
     out = []
-    for chunk in _SENTENCE_END.split(text.lower().replace("−", "-").replace("–", "-")):
-        chunk = _SPACES.sub(" ", chunk).strip()
+    for sentence in sentences(text.lower().replace("−", "-").replace("–", "-")):
+        chunk = _SPACES.sub(" ", sentence.rstrip(_END_MARKS)).strip()
         if not chunk:
             continue
         chunk = re.sub(r" ?: ?", ": ", chunk)

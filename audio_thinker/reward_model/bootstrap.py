@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..judges import JudgeRequest, make_judge
+from ..rewards import sentences
 from .data import BOOTSTRAP_RUN, CORRUPTED_RUN, RewardModelError
 
 __all__ = ["CORRUPTIONS", "DEFAULT_TEMPERATURES", "ORACLE", "bootstrap", "corrupt_trace"]
 
 DEFAULT_TEMPERATURES = (0.7, 1.0, 1.3, 1.6)
 ORACLE = "oracle"
-_SENTENCE_SPLIT = re.compile(r"(?<=\.)\s+(?=[A-Z0-9])")
 _EVENT_SENTENCE = re.compile(r"^(?:Beep \d+|At \d)")
 _SWAPS = {
     "low": "high", "high": "low", "middle": "low", "short": "long", "long": "short",
@@ -47,15 +47,15 @@ def corrupt_trace(item: Mapping[str, Any], rng: random.Random) -> tuple[str, str
     """
     think, answer = str(item["reasoning"]), str(item["answer"])
     others = [c for c in item["choices"] if c != answer] or [answer]
-    sentences = _SENTENCE_SPLIT.split(think)
-    events = [i for i, s in enumerate(sentences) if _EVENT_SENTENCE.match(s)]
+    parts = sentences(think)
+    events = [i for i, s in enumerate(parts) if _EVENT_SENTENCE.match(s)]
     attr_re = re.compile(r"\b(?:" + "|".join(_SWAPS) + r")\b(?! high| low)")
     spots = {
-        "fact": [(i, m) for i in events for m in attr_re.finditer(sentences[i].split("(")[0])],
-        "onset": [(i, m) for i in events for m in re.finditer(r"\bat (\d+\.\d) s", sentences[i])],
+        "fact": [(i, m) for i in events for m in attr_re.finditer(parts[i].split("(")[0])],
+        "onset": [(i, m) for i in events for m in re.finditer(r"\bat (\d+\.\d) s", parts[i])],
         "drop": [(i, None) for i in events] if len(events) >= 2 else [],
-        "count": [(i, m) for i, s in enumerate(sentences) if (m := re.match(r"That is (\d+) beeps?\.", s))],
-        "tally": [(i, m) for i in events for m in re.finditer(r"\((\d+) high, (\d+) low\)", sentences[i])],
+        "count": [(i, m) for i, s in enumerate(parts) if (m := re.match(r"That is (\d+) beeps?\.", s))],
+        "tally": [(i, m) for i in events for m in re.finditer(r"\((\d+) high, (\d+) low\)", parts[i])],
         "conclusion": [(0, None)]
         if re.search(r"So the answer is .*\.$", think) and others != [answer]
         else [],
@@ -64,30 +64,30 @@ def corrupt_trace(item: Mapping[str, Any], rng: random.Random) -> tuple[str, str
     kinds = [k for k in CORRUPTIONS if spots[k]]
     kind = rng.choices(kinds, weights=[CORRUPTIONS[k] for k in kinds])[0]
     i, m = rng.choice(spots[kind])
-    s = sentences[i]
+    s = parts[i]
     if kind == "fact":
-        sentences[i] = s[: m.start()] + _SWAPS[m.group()] + s[m.end() :]
+        parts[i] = s[: m.start()] + _SWAPS[m.group()] + s[m.end() :]
     elif kind == "onset":
         old, shift = float(m.group(1)), rng.uniform(0.3, 0.8)
         new = old + shift if old < 1.2 or rng.random() < 0.5 else max(0.0, old - shift)
-        sentences[i] = s[: m.start(1)] + f"{new:.1f}" + s[m.end(1) :]
+        parts[i] = s[: m.start(1)] + f"{new:.1f}" + s[m.end(1) :]
     elif kind == "drop":
-        del sentences[i]
+        del parts[i]
     elif kind == "count":
         n = int(m.group(1))
         n2 = n + 1 if n <= 1 or rng.random() < 0.5 else n - 1
-        sentences[i] = f"That is {n2} beep{'s' if n2 != 1 else ''}."
+        parts[i] = f"That is {n2} beep{'s' if n2 != 1 else ''}."
     elif kind == "tally":
         g = rng.choice((1, 2))
         value = int(m.group(g))
         value = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
-        sentences[i] = s[: m.start(g)] + str(value) + s[m.end(g) :]
+        parts[i] = s[: m.start(g)] + str(value) + s[m.end(g) :]
     elif kind == "conclusion":
         other = rng.choice(others)
         return re.sub(r"So the answer is .*\.$", f"So the answer is {other}.", think), other, kind
     else:
         return think, rng.choice(others), kind
-    return " ".join(sentences), answer, kind
+    return " ".join(parts), answer, kind
 
 
 def _wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:

@@ -34,7 +34,7 @@ from ..judges.learned import (
     sigmoid,
     torch_setup,
 )
-from ..rewards import quantize_quality
+from ..rewards import QUALITY_GRID, quantize_quality
 from .data import (
     CORRUPTED_RUN,
     HUMAN_WEIGHT,
@@ -240,7 +240,7 @@ def _write_plot(
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.4))
     jitter = np.random.default_rng(0).uniform(-0.02, 0.02, size=rated.shape)
     ax1.scatter(rated + jitter, predicted, s=8, alpha=0.35, label="held-out trace")
-    grid = np.round(np.arange(0, 1.01, 0.1), 1)
+    grid = np.asarray(QUALITY_GRID)
     means = [(g, predicted[np.isclose(rated, g)].mean()) for g in grid if np.isclose(rated, g).any()]
     if means:
         ax1.plot(*zip(*means, strict=True), "o-", color="C1", label="mean per rated value")
