@@ -20,11 +20,11 @@ from audio_thinker.judges import (
     Verdict,
     available_judges,
     make_judge,
+    oracle_grammar,
     register_judge,
     score,
 )
 from audio_thinker.judges import base as judge_base
-from audio_thinker.judges import oracle as oracle_mod
 from audio_thinker.rewards import quantize_quality
 
 TASKS = list(synth.TASKS)
@@ -455,7 +455,7 @@ def test_gold_tallies_are_parsed_as_checks_not_attribute_words(oracle, items):
         assert len(TALLY.findall(trace)) == len(item["events"])
         v = judged(oracle, item, trace)
         assert (v.consistent, v.quality, v.detail) == (1, 1.0, "ok"), v
-        (claim, *_) = oracle_mod._parse(trace.lower()).claims
+        (claim, *_) = oracle_grammar.parse_trace(trace.lower()).claims
         assert claim.unknown == [] and len(claim.tallies) == 1
 
 

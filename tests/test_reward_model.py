@@ -12,8 +12,7 @@ import pytest
 
 from audio_thinker import reward_model as rm
 from audio_thinker import synth
-from audio_thinker.judges import JudgeRequest, LearnedJudge, Verdict, learned, make_judge
-from audio_thinker.judges import oracle as oracle_module
+from audio_thinker.judges import JudgeRequest, LearnedJudge, Verdict, learned, make_judge, oracle_grammar
 from audio_thinker.rewards import sentences
 from audio_thinker.store import Store
 
@@ -76,7 +75,7 @@ def test_the_learned_and_the_oracle_judge_count_the_same_sentences() -> None:
             "so the answer is 0.",
         ]
     )
-    assert len(oracle_module._sentences(think)) == len(said)
+    assert len(oracle_grammar.trace_sentences(think)) == len(said)
 
 
 def test_render_and_reference() -> None:
