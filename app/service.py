@@ -896,7 +896,7 @@ def learned_judge() -> Any | None:
         _judge_cache.clear()
         _p_cache.clear()
         try:
-            from audio_thinker.reward_model import LearnedJudge
+            from audio_thinker.judges import LearnedJudge
 
             _judge_cache[key] = LearnedJudge(path, batch_size=32, device="cpu")
         except Exception:  # a half-written or incompatible folder: fall back to oldest first
@@ -910,7 +910,7 @@ def _uncertainty_order(gens: list[Generation]) -> list[Generation]:
     judge = learned_judge()
     if judge is None or not gens:
         return gens
-    from audio_thinker.judge import JudgeRequest
+    from audio_thinker.judges import JudgeRequest
 
     todo = [g for g in gens if g.id not in _p_cache]
     if todo:

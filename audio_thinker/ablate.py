@@ -165,7 +165,7 @@ def run_ablation(
     eval_seed: int = 55_555,
 ) -> dict:
     """Train, resume or reuse every (set, seed) run, evaluate them and the base, write the tables."""
-    from .judge import make_judge
+    from .judges import make_judge
     from .models import default_model_path
 
     out = Path(out)

@@ -148,7 +148,7 @@ def compute_metrics(predictions: Sequence[dict]) -> dict:
 
 def judge_predictions(predictions: list[dict], judge) -> None:
     """Add ``consistent`` / ``think_quality`` to every prediction with a think trace (None elsewhere)."""
-    from .judge import JudgeRequest
+    from .judges import JudgeRequest
 
     judged = [r for r in predictions if r.get("think")]
     verdicts = judge.score_batch(
@@ -185,7 +185,7 @@ def evaluate(
 ) -> tuple[list[dict], dict]:
     """Answer and score ``items`` (each with ``audio_path`` or an ``audio`` array); returns (predictions, metrics).
 
-    With a ``judge`` (see :mod:`audio_thinker.judge`) every think trace is judged too. With ``samples`` K > 1
+    With a ``judge`` (see :mod:`audio_thinker.judges`) every think trace is judged too. With ``samples`` K > 1
     (and ``temperature`` > 0) every item gets K draws and the metrics gain pass@K (see the module docstring).
     """
     from tqdm.auto import tqdm
@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lm = AudioLM.from_pretrained(args.model)
         judge = None
         if args.judge:
-            from .judge import make_judge
+            from .judges import make_judge
 
             judge = make_judge(args.judge, **({"path": args.judge_model} if args.judge_model else {}))
     except ValueError as err:

@@ -87,7 +87,7 @@ def measure(
     runs=None,
 ) -> dict:
     from .inference import AudioLM
-    from .judge import make_judge
+    from .judges import make_judge
 
     lm = AudioLM.from_pretrained(model)
     judge = make_judge("oracle")

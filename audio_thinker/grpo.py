@@ -34,7 +34,7 @@ from .checkpoints import resume_point, save_checkpoint, save_final, truncate_log
 from .evaluate import load_items
 from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics
 from .inference import completion_mask, decode_completion
-from .judge import JudgeRequest, make_judge
+from .judges import JudgeRequest, make_judge
 from .models import default_model_path
 from .policy import (
     all_processes_done,

@@ -50,6 +50,8 @@ __all__ = [
     "completion_terms",
     "consistency_gate",
     "consistency_reward_func",
+    "QUALITY_GRID",
+    "QUALITY_STEPS",
     "fill_no_think_quality",
     "format_reward",
     "format_reward_func",
@@ -57,6 +59,8 @@ __all__ = [
     "match_choice",
     "parse_completion",
     "reward_functions",
+    "quantize_quality",
+    "sentences",
     "shows_think",
     "think_quality_reward_func",
     "total_reward",
@@ -257,10 +261,36 @@ def consistency_gate(
     return out
 
 
+QUALITY_STEPS = 10
+"""R_t is a multiple of ``1 / QUALITY_STEPS`` (0.1) in [0, 1]: judges, ratings and rewards share the grid."""
+QUALITY_GRID = tuple(k / QUALITY_STEPS for k in range(QUALITY_STEPS + 1))
+"""The R_t values: 0.0, 0.1, …, 1.0."""
+
+
 def quantize_quality(value: float) -> float:
-    """Clip to [0, 1] and round half up to the nearest 0.1: the R_t grid (judges, ratings, rewards)."""
+    """Clip to [0, 1] and round half up to the nearest grid value (:data:`QUALITY_GRID`)."""
     clipped = min(1.0, max(0.0, float(value)))
-    return math.floor(clipped * 10.0 + 0.5 + 1e-9) / 10.0
+    return math.floor(clipped * QUALITY_STEPS + 0.5 + 1e-9) / QUALITY_STEPS
+
+
+_SENTENCE_END = re.compile(r"[!?;]+|\.(?![0-9])|\n")
+_END_MARKS = ".!?; \t\n\r\f\v"
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a reasoning text, stripped, each with its end mark.
+
+    A sentence ends at a ``.``, a run of ``! ? ;`` or a line break; a period followed by a digit is a
+    decimal point ("0.2 s"). Pieces with nothing but end marks are dropped. The one way the project
+    counts a trace's sentences: the oracle judge parses them, the learned judge aligns them with a
+    reference.
+    """
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        pieces.append(text[start : m.end()])
+        start = m.end()
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces if p.strip(_END_MARKS)]
 
 
 def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) -> list[float]:

@@ -279,7 +279,7 @@ def oracle_table(cfg: TeacherConfig, per_task: int = 300, seed: int = 3) -> dict
     and the share of targets carrying each flaw (``python -m audio_thinker.teacher``)."""
     import collections
 
-    from .judge import JudgeRequest, make_judge
+    from .judges import JudgeRequest, make_judge
     from .rewards import match_choice
 
     judge = make_judge("oracle")

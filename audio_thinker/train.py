@@ -26,7 +26,7 @@ from transformers import HfArgumentParser
 
 from .checkpoints import resume_point
 from .grpo import GRPOConfig, train
-from .judge import llm_judge_source
+from .judges import llm_judge_source
 from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"

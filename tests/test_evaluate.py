@@ -128,7 +128,7 @@ def test_hiss_ablation_keeps_length_and_level():
 def test_oracle_judge_adds_consistency_rate():
     """Gold traces with their answers are consistent; a swapped answer is not; no-think rows are not judged."""
     from audio_thinker import synth
-    from audio_thinker.judge import make_judge
+    from audio_thinker.judges import make_judge
 
     rows = []
     for k, task in enumerate(("count", "odd_one_out", "high_low_difference")):
@@ -187,7 +187,7 @@ def test_pass_at_k_metrics_hand_computed():
 
 
 def test_samples_draw_k_completions_per_item_and_judge_them(synth_set, random_lm):
-    from audio_thinker.judge import make_judge
+    from audio_thinker.judges import make_judge
 
     items = ev.load_items(synth_set)[:4]
     preds, metrics = ev.evaluate(

@@ -11,7 +11,7 @@ import torch
 
 from audio_thinker import grpo, policy, synth
 from audio_thinker.grpo import GRPOConfig, group_advantages, grpo_loss, score_completions
-from audio_thinker.judge import make_judge
+from audio_thinker.judges import make_judge
 from audio_thinker.policy import completion_logprobs
 
 

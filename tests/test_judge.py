@@ -1,28 +1,31 @@
-"""Tests for audio_thinker.judge (the judge interface and the synth-aqa oracle)."""
+"""Tests for audio_thinker.judges (the judge interface and the synth-aqa oracle)."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audio_thinker import judge as judge_mod
 from audio_thinker import synth
-from audio_thinker.judge import (
+from audio_thinker.judges import (
     Judge,
     JudgeRequest,
     OracleJudge,
     Verdict,
     available_judges,
     make_judge,
-    quantize_quality,
+    oracle_grammar,
     register_judge,
     score,
 )
+from audio_thinker.judges import base as judge_base
+from audio_thinker.rewards import quantize_quality
 
 TASKS = list(synth.TASKS)
 SEEDS = range(30)
@@ -161,8 +164,25 @@ def test_make_judge_unknown_names_known_backends():
         make_judge("nope")
 
 
+def test_make_judge_knows_the_builtin_judges_whatever_was_imported():
+    """``make_judge("learned")`` needs no import of the training code (reward_model) first."""
+    code = (
+        "import sys\n"
+        "from audio_thinker.judges import available_judges, make_judge\n"
+        "try:\n"
+        "    make_judge('learned', path=sys.argv[1])\n"
+        "except ValueError as err:\n"
+        "    print(available_judges(), 'not a trained reward model folder' in str(err))\n"
+        "print('audio_thinker.reward_model' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["['learned', 'llm', 'oracle'] True", "False"]
+
+
 def test_register_judge_adds_backend(monkeypatch):
-    monkeypatch.setattr(judge_mod, "_REGISTRY", dict(judge_mod._REGISTRY))
+    monkeypatch.setattr(judge_base, "_REGISTRY", dict(judge_base._REGISTRY))
 
     @register_judge("constant")
     class Constant:
@@ -435,7 +455,7 @@ def test_gold_tallies_are_parsed_as_checks_not_attribute_words(oracle, items):
         assert len(TALLY.findall(trace)) == len(item["events"])
         v = judged(oracle, item, trace)
         assert (v.consistent, v.quality, v.detail) == (1, 1.0, "ok"), v
-        (claim, *_) = judge_mod._parse(trace.lower()).claims
+        (claim, *_) = oracle_grammar.parse_trace(trace.lower()).claims
         assert claim.unknown == [] and len(claim.tallies) == 1
 
 
@@ -554,7 +574,7 @@ def test_tally_on_extra_beep_fails_once(oracle, items):
     assert "extra" in v.detail and "tally" not in v.detail
     # one failure among the 4n + 1 checks of the gold trace (kind, onset, pitch, tally per beep; the
     # subtraction) plus one
-    assert v.quality == min(0.9, judge_mod.quantize_quality((4 * n + 1) / (4 * n + 2)))
+    assert v.quality == min(0.9, quantize_quality((4 * n + 1) / (4 * n + 2)))
 
 
 # ---------------------------------------------------------------- oracle: odd one out
@@ -664,9 +684,9 @@ OTHER_DIR = {"up": "down", "down": "up"}
 
 
 def test_non_synth_item_gives_neutral_failed_verdict(oracle, caplog, monkeypatch):
-    monkeypatch.setattr(judge_mod, "_WARNED", set())
+    monkeypatch.setattr(judge_base, "_WARNED", set())
     mmau = {"question": "What instrument?", "choices": ["piano", "violin"], "answer": "piano"}
-    with caplog.at_level(logging.WARNING, logger="audio_thinker.judge"):
+    with caplog.at_level(logging.WARNING, logger="audio_thinker.judges"):
         for item in (mmau, None, mmau):
             (v,) = oracle.score_batch(
                 [JudgeRequest("q", ["piano", "violin"], "It sounds like a piano.", "piano", item)]

@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 
-from audio_thinker import judge as judge_mod
-from audio_thinker.judge import (
+from audio_thinker.judges import (
     CONSISTENCY_PROMPT,
     QUALITY_PROMPT,
-    TRUNCATION_MARKER,
+    Judge,
     JudgeRequest,
     LLMJudge,
     Verdict,
@@ -22,6 +21,8 @@ from audio_thinker.judge import (
     parse_quality,
     score,
 )
+from audio_thinker.judges import llm as llm_mod
+from audio_thinker.judges.llm import TRUNCATION_MARKER
 from audio_thinker.models import TINY_MODEL_DIR
 
 GRID = {k / 10 for k in range(11)}
@@ -79,7 +80,7 @@ def scoring(request) -> str:
 def test_registered_and_validated(lm, tok):
     assert "llm" in available_judges()
     judge = make_judge("llm", model=lm, tokenizer=tok)
-    assert isinstance(judge, LLMJudge) and isinstance(judge, judge_mod.Judge)
+    assert isinstance(judge, LLMJudge) and isinstance(judge, Judge)
     assert judge.name == "llm" and judge.scoring == "logits" and judge.failures == 0
     with pytest.raises(ValueError, match="scoring"):
         make_judge("llm", model=lm, tokenizer=tok, scoring="vibes")
@@ -128,9 +129,9 @@ def test_candidate_logprobs_match_unpadded_forward(lm, tok):
 
 def test_exclusive_probs_prefix_candidates():
     cands = [(1,), (1, 0), (2,)]
-    probs = judge_mod._exclusive_probs(cands, [math.log(0.5), math.log(0.2), math.log(0.3)])
+    probs = llm_mod._exclusive_probs(cands, [math.log(0.5), math.log(0.2), math.log(0.3)])
     assert probs == pytest.approx([0.3, 0.2, 0.3])
-    assert judge_mod._exclusive_probs([(1,), (2,)], [-math.inf, 0.0]) == [0.0, 1.0]
+    assert llm_mod._exclusive_probs([(1,), (2,)], [-math.inf, 0.0]) == [0.0, 1.0]
 
 
 def test_prompts_contain_the_request(lm, tok):
@@ -286,7 +287,7 @@ def test_hostile_replies_give_counted_neutral_verdicts(lm, tok, monkeypatch, cap
 
     monkeypatch.setattr(judge, "_generate", fake_generate)
     reqs = [JudgeRequest(q, ["a", "b"], "Beep 1 at 0.2 s: high.", "a") for q in HOSTILE]
-    with caplog.at_level(logging.WARNING, logger="audio_thinker.judge"):
+    with caplog.at_level(logging.WARNING, logger="audio_thinker.judges"):
         verdicts = judge.score_batch(reqs)
     bad = 0
     for (_, _, want), v in zip(HOSTILE.values(), verdicts, strict=True):
@@ -327,7 +328,7 @@ class Exploding(torch.nn.Module):
 
 def test_model_errors_give_neutral_verdicts(tok, scoring, caplog):
     judge = make_judge("llm", model=Exploding(), tokenizer=tok, batch_size=2, scoring=scoring)
-    with caplog.at_level(logging.WARNING, logger="audio_thinker.judge"):
+    with caplog.at_level(logging.WARNING, logger="audio_thinker.judges"):
         verdicts = judge.score_batch(requests())
     assert len(verdicts) == 6 and judge.failures == 5
     assert verdicts[2] == Verdict(consistent=0, quality=0.0, detail="empty think")  # no model call needed

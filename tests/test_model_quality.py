@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from audio_thinker.evaluate import evaluate
-from audio_thinker.judge import make_judge
+from audio_thinker.judges import make_judge
 from audio_thinker.report import eval_items
 
 pytestmark = pytest.mark.slow  # minutes of model evaluation

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio_thinker import reward_model as rm  # registers the "learned" judge
+from audio_thinker import reward_model as rm
 from audio_thinker import synth
-from audio_thinker.judge import JudgeRequest, Verdict, make_judge
+from audio_thinker.judges import JudgeRequest, LearnedJudge, Verdict, learned, make_judge, oracle_grammar
+from audio_thinker.rewards import sentences
 from audio_thinker.store import Store
 
 JUNK_WORDS = ["zz", "qq", "beep", "maybe", "blorp", "0.9", "s", "so", "wub", "??"]
@@ -60,13 +61,30 @@ def _fill(store: Store, n_items: int = 16, seed: int = 5) -> None:
 # ------------------------------------------------------------------------------------------ pieces
 
 
+def test_the_learned_and_the_oracle_judge_count_the_same_sentences() -> None:
+    """One sentence splitter (rewards.sentences): a T: line per sentence the oracle parses."""
+    think = "Beep 1 at 0.2 s: high; Beep 2 at 0.4 s: low\nThat is 2 beeps. so the answer is 0."
+    said = [x[3:] for x in learned.render_completion(think, "0", "R.").split("\n") if x.startswith("T: ")]
+    assert (
+        said
+        == sentences(think)
+        == [
+            "Beep 1 at 0.2 s: high;",
+            "Beep 2 at 0.4 s: low",
+            "That is 2 beeps.",
+            "so the answer is 0.",
+        ]
+    )
+    assert len(oracle_grammar.trace_sentences(think)) == len(said)
+
+
 def test_render_and_reference() -> None:
     item, _ = synth.generate_item("count", 0, 1, "x")
     gold = item["reasoning"]
     assert gold.endswith(f"So the answer is {item['answer']}.")
     said = gold.replace("Beep 1 at", "Beep 1 oops at", 1)  # sentence 1 differs, the rest match
     req = JudgeRequest(item["question"], item["choices"], said, item["answer"], item)
-    prompt, completion = rm.render(req)
+    prompt, completion = learned.render(req)
     assert prompt == f"Question: {item['question']}\nChoices: {' | '.join(item['choices'])}\n"
     lines = completion.split("\n")
     ref = [s for s in re.split(r"(?<=\.) (?=[A-Z0-9])", gold.rsplit(" So the answer", 1)[0])]
@@ -78,7 +96,7 @@ def test_render_and_reference() -> None:
     assert [x[3:] for x in lines[1:-3:2]] == ref  # R: lines are the reference, sentence by sentence
     assert lines[0].startswith("T: ") and "oops" in lines[0] and "oops" not in lines[1]
     assert [x[3:] for x in lines[2:-3:2]] == ref[1:]  # beside each other, the same sentence
-    short = rm.render_completion(
+    short = learned.render_completion(
         "Beep 1 at 0.1 s: high.", "2", "Beep 1 at 0.1 s: high. Beep 2 at 0.5 s: low."
     )
     assert short.split("\n") == [
@@ -89,11 +107,12 @@ def test_render_and_reference() -> None:
         "Answer: 2",
     ]
     events_only = {"events": synth.generate_item("pitch_level", 0, 1, "x")[0]["events"]}
-    assert rm.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."  # no gold trace: the events
-    assert rm.render(req, reference=False)[1] == f"Reasoning: {said}\nAnswer: {item['answer']}"
-    assert rm.reference_text({"question": "uploaded clip"}) is None  # no ground truth: text only
-    assert rm.reference_text({"events": []}) == "I hear no sound event, only background hiss."
-    assert "<|endoftext|>" not in rm.render_completion("a <|endoftext|> b", "c")
+    # no gold trace: the events
+    assert learned.reference_text(events_only) == "Beep 1 at 0.1 s: high, long, loud."
+    assert learned.render(req, reference=False)[1] == f"Reasoning: {said}\nAnswer: {item['answer']}"
+    assert learned.reference_text({"question": "uploaded clip"}) is None  # no ground truth: text only
+    assert learned.reference_text({"events": []}) == "I hear no sound event, only background hiss."
+    assert "<|endoftext|>" not in learned.render_completion("a <|endoftext|> b", "c")
 
 
 def test_roc_auc_and_isotonic() -> None:
@@ -104,7 +123,7 @@ def test_roc_auc_and_isotonic() -> None:
     assert np.isnan(rm.roc_auc([1, 1], [0.1, 0.2]))
     cal = rm.fit_isotonic([0, 1, 2, 3, 4], [0.1, 0.5, 0.3, 0.9, 0.8])
     assert np.all(np.diff(cal["y"]) >= 0)
-    assert list(rm.apply_calibration(cal, [-10.0, 10.0])) == pytest.approx([0.1, 0.85])
+    assert list(learned.apply_calibration(cal, [-10.0, 10.0])) == pytest.approx([0.1, 0.85])
 
 
 def test_corrupt_trace_is_flawed_and_oracle_agrees() -> None:
@@ -172,7 +191,7 @@ def test_export_formats_load_back_and_train_with_trl(store: Store, tmp_path: Pat
     rows = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert labels == 12 and {r["consistent"] for r in rows} == {0, 1}
 
-    tok = rm.load_tokenizer(rm.default_tokenizer_path())
+    tok = learned.load_tokenizer(rm.default_tokenizer_path())
     model = rm.build_model(tok)
     args = RewardConfig(
         output_dir=str(tmp_path / "trl"), max_steps=1, per_device_train_batch_size=2, report_to="none",
@@ -237,13 +256,13 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
     assert metrics["consistency_auc"] >= 0.75
 
     judge = make_judge("learned", path=str(out))
-    assert isinstance(judge, rm.LearnedJudge) and judge.name == "learned"
+    assert isinstance(judge, LearnedJudge) and judge.name == "learned"
     # the loaded judge reads exactly what training read: its scores reproduce the training-time metric
     traces = rm.collect_traces(store)
     text = traces[0].prompt + traces[0].completion
     assert (
         judge.tokenizer(text)["input_ids"]
-        == rm.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
+        == learned.load_tokenizer(rm.default_tokenizer_path())(text)["input_ids"]
     )
     requests = []
     for t in traces:
@@ -280,7 +299,7 @@ def test_train_writes_metrics_and_the_judge_loads(store: Store, tmp_path: Path) 
     junk = [v for r, v in zip(reqs, verdicts, strict=True) if r.answer == "x"]
     assert np.mean([v.quality for v in gold]) > np.mean([v.quality for v in junk])
     with pytest.raises(ValueError, match="not a trained reward model"):
-        rm.LearnedJudge(path=str(tmp_path))
+        LearnedJudge(path=str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -343,8 +362,8 @@ def test_cli_train_consistency_reference_flag(tmp_path: Path, capsys: pytest.Cap
     assert rm.main([*args, "--out", str(tmp_path / "a"), "--consistency-reference"]) == 0
     assert rm.main([*args, "--out", str(tmp_path / "b"), "--consistency-reference", "--no-reference"]) == 0
     capsys.readouterr()
-    a = json.loads((tmp_path / "a" / rm.META_FILE).read_text())
-    b = json.loads((tmp_path / "b" / rm.META_FILE).read_text())
+    a = json.loads((tmp_path / "a" / learned.META_FILE).read_text())
+    b = json.loads((tmp_path / "b" / learned.META_FILE).read_text())
     assert (a["reference"], a["consistency_reference"]) == (True, True)
     assert (b["reference"], b["consistency_reference"]) == (False, False)  # no reference for either head
-    assert rm.LearnedJudge(str(tmp_path / "a")).consistency_reference
+    assert LearnedJudge(str(tmp_path / "a")).consistency_reference

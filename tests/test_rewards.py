@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audio_thinker.rewards import (
+    QUALITY_GRID,
     REWARD_SETS,
     Parsed,
     answer_tokens,
@@ -18,7 +19,9 @@ from audio_thinker.rewards import (
     format_reward,
     match_choice,
     parse_completion,
+    quantize_quality,
     reward_functions,
+    sentences,
     shows_think,
     total_reward,
 )
@@ -412,3 +415,23 @@ def test_each_sets_weighted_reward_functions_sum_to_eq7():
         for a, c, f, t in zip(r_a, r_c, [1.0, 1.0, 1.0, 1.0, 0.0], values["quality"], strict=True)
     ]
     assert total == expected  # exactly, not approximately
+
+
+# ---------------------------------------------------------------- sentences, the quality grid
+
+
+def test_sentences_end_at_marks_and_line_breaks_not_at_decimal_points():
+    text = "Beep 1 at 0.2 s: high; beep 2 at .45 s: low!?\nThat is 2 beeps.so the answer is 0.  "
+    assert sentences(text) == [
+        "Beep 1 at 0.2 s: high;",
+        "beep 2 at .45 s: low!?",
+        "That is 2 beeps.",
+        "so the answer is 0.",
+    ]
+    assert sentences(" ... ?!\n;\n ") == [] and sentences("") == []
+    assert sentences("no end mark") == ["no end mark"]
+
+
+def test_the_quality_grid_is_what_quantize_quality_gives():
+    assert QUALITY_GRID == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    assert {quantize_quality(k / 1000) for k in range(-50, 1051)} == set(QUALITY_GRID)

@@ -348,7 +348,7 @@ def test_shift_combinations_unseen_in_training(standard_and_shifted):
 
 
 def test_shift_answers_stay_verifiable(standard_and_shifted):
-    from audio_thinker.judge import JudgeRequest, make_judge
+    from audio_thinker.judges import JudgeRequest, make_judge
 
     _, sh = standard_and_shifted
     judge = make_judge("oracle")

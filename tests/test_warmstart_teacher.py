@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audio_thinker import synth, teacher, warmstart
-from audio_thinker.judge import JudgeRequest, make_judge
+from audio_thinker.judges import JudgeRequest, make_judge
 from audio_thinker.rewards import match_choice
 
 ORACLE = make_judge("oracle")

@@ -1,0 +1,85 @@
+"""Export of the preference pairs (or per-trace labels) as TRL JSONL, plain JSONL or an HF dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
+
+__all__ = ["FORMATS", "export", "label_rows", "pair_rows"]
+
+FORMATS = ("trl", "jsonl", "hf")
+
+
+def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
+    """Per-trace labels (what the consistency head trains on), one dict per trace."""
+    return [
+        {
+            "prompt": t.prompt,
+            "completion": t.completion,
+            "consistent": t.consistent,
+            "quality": t.quality,
+            "weight": t.weight,
+            "item_id": t.item_id,
+            "generation_id": t.generation_id,
+            "sources": list(t.sources),
+            "run": t.run,
+        }  # fmt: skip
+        for t in traces
+    ]
+
+
+def pair_rows(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+    """Pairs with their provenance (``weight``, ``origin``, ids, qualities), one dict per pair."""
+    return [asdict(p) for p in pairs]
+
+
+def export(
+    store: Any,
+    out: str | os.PathLike[str],
+    fmt: str,
+    *,
+    sources: Iterable[str] | None = None,
+    what: str = "pairs",
+    reference: bool = True,
+    min_gap: float = 0.1,
+) -> int:
+    """Write pairs (or per-trace labels) as ``trl`` JSONL, plain ``jsonl`` or an ``hf`` dataset; rows written.
+
+    ``trl``: exactly ``prompt``, ``chosen``, ``rejected``, ``margin``, human pairs and votes replicated
+    :data:`HUMAN_WEIGHT` times (feed it to ``RewardTrainer`` as is). ``jsonl`` / ``hf``: one row per pair
+    with ``weight``, ``origin``, item and generation ids and both qualities.
+    """
+    if fmt not in FORMATS:
+        raise RewardModelError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if what not in ("pairs", "labels"):
+        raise RewardModelError(f"--what must be pairs or labels, got {what!r}")
+    if what == "labels" and fmt == "trl":
+        raise RewardModelError("the trl format holds preference pairs; export labels as jsonl or hf")
+    traces = collect_traces(store, sources, reference=reference)
+    if what == "labels":
+        rows = label_rows(traces)
+    else:
+        pairs = build_pairs(traces, vote_pairs(store, reference=reference), min_gap=min_gap)
+        rows = [p.trl_row() for p in replicate(pairs)] if fmt == "trl" else pair_rows(pairs)
+    if not rows:
+        raise RewardModelError(
+            f"nothing to export from {store.url}: {len(traces)} rated think traces"
+            + ("" if not traces else " but no pairs (no two traces of an item differ in quality, no votes)")
+        )
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        from datasets import Dataset
+
+        Dataset.from_list(rows).save_to_disk(str(path))
+    else:
+        with path.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(rows)
