@@ -1,7 +1,8 @@
 """The store's schema and its facts: text limits, allowed values, tables, and the joined records readers get.
 
 The ``MAX_*`` limits, :data:`STATUSES`, :data:`VOTE_CHOICES`, :data:`RATING_SOURCES` and
-:data:`EXPORT_FORMATS` are defined here once; the studio imports them from :mod:`audio_thinker.store`.
+:data:`EXPORT_FORMATS` are defined here once (the modes and the question and choice limits, which the
+prompt checks too, in :mod:`audio_thinker.prompts`); the studio imports them from :mod:`audio_thinker.store`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from audio_thinker.prompts import MODES  # noqa: F401 (the modes a generation may have: the prompts')
+# The prompt's facts are the store's: the modes a generation may have, and the question and choice limits.
+from audio_thinker.prompts import MAX_CHOICE_CHARS, MAX_CHOICES, MAX_QUESTION_CHARS, MODES  # noqa: F401
 
 MEDIA_ENV = "AUDIO_THINKER_MEDIA"
 
-MAX_QUESTION_CHARS = 1000
-MAX_CHOICES = 10
-MAX_CHOICE_CHARS = 200
 MAX_ANSWER_CHARS = 200
 """Gold answer of an item (a choice)."""
 MAX_RAW_TEXT_CHARS = 20_000
