@@ -181,7 +181,7 @@ def audio_check(path: str | None) -> list[str]:
     """Why an uploaded clip is far from what the model heard (empty: nothing found). Decodes the clip
     (a bad file raises :class:`UserError`), then :func:`app.card.unlike_synth` for the shipped model, and
     only the clip window for any other model."""
-    from .card import unlike_synth
+    from ..card import unlike_synth
 
     lm = model()
     wave = load_upload(path, lm.sampling_rate)
