@@ -29,19 +29,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.db:
         os.environ["AUDIO_THINKER_DB"] = args.db
 
-    from app import service, studio
+    from app import studio
+    from app.services import compare, model, state
 
-    service.configure()
+    state.configure()
     if spaces is not None:
-        service.use_gpu_decorator(spaces.GPU)
+        compare.use_gpu_decorator(spaces.GPU)
     try:  # a model that cannot be loaded: one line saying why, not a stack trace
-        service.check_model()
-        service.warm_up()
-    except service.UserError as err:
+        model.check_model()
+        model.warm_up()
+    except state.UserError as err:
         sys.exit(f"app.py: cannot start the studio: {err}")
     except (OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        sys.exit(f"app.py: cannot start the studio: {service.model_name()} did not load ({reason[:300]})")
+        sys.exit(f"app.py: cannot start the studio: {model.model_name()} did not load ({reason[:300]})")
     overrides = {}
     if args.port:
         overrides["server_port"] = args.port

@@ -1,1 +1,1 @@
-"""The Audio-Thinker studio (Gradio). One module per tab; ``service`` is the only door into ``audio_thinker``."""
+"""The Audio-Thinker studio (Gradio). One module per tab; ``app.services`` is the only door into ``audio_thinker``."""

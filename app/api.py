@@ -14,7 +14,12 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from . import service
+from .services import compare as compare_service
+from .services import model as model_service
+from .services import rating as rating_service
+from .services import reward as reward_service
+from .services.auth import annotator
+from .services.state import DB_CONCURRENCY, GENERATION_CONCURRENCY, UserError
 from .ui import user_error
 
 CLIENT_EXAMPLE = """\
@@ -36,12 +41,12 @@ def _uploaded_path(audio: Any) -> tuple[str, str | None]:
     else:
         path, name = getattr(audio, "path", audio), getattr(audio, "orig_name", None)
     if not isinstance(path, str) or not path:
-        raise service.UserError("Send the audio as a file: handle_file('clip.wav').")
+        raise UserError("Send the audio as a file: handle_file('clip.wav').")
     resolved = Path(path).resolve()
     try:
         resolved.relative_to(Path(get_upload_folder()).resolve())
     except ValueError:
-        raise service.UserError("The audio must be uploaded with the request (handle_file).") from None
+        raise UserError("The audio must be uploaded with the request (handle_file).") from None
     return str(resolved), name
 
 
@@ -58,10 +63,12 @@ def compare(
     ``audio_flags``: why the clip is unlike what the model was trained to hear (empty when nothing found).
     """
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         path, name = _uploaded_path(audio)
-        *_, last = service.compare_stream(path, question, choices, pair, original_name=name, user=user)
-        return {**last.to_dict(), "model": service.model_label(last.model, user)}
+        *_, last = compare_service.compare_stream(
+            path, question, choices, pair, original_name=name, user=user
+        )
+        return {**last.to_dict(), "model": model_service.model_label(last.model, user)}
 
 
 def vote(
@@ -71,7 +78,7 @@ def vote(
     """Vote between two generations of the same item: ``choice`` is A, B, tie or both_bad (A =
     ``generation_a``); ``swapped`` records that A was shown on the right."""
     with user_error():
-        return service.vote(service.annotator(request), generation_a, generation_b, choice, swapped)
+        return compare_service.vote(annotator(request), generation_a, generation_b, choice, swapped)
 
 
 def rate(
@@ -95,10 +102,10 @@ def rate(
         span = None
         if flawed_start is not None or flawed_end is not None:
             if flawed_start is None or flawed_end is None:
-                raise service.UserError("Give both flawed_start and flawed_end, or neither.")
+                raise UserError("Give both flawed_start and flawed_end, or neither.")
             span = (flawed_start, flawed_end)
-        return service.rate(
-            service.annotator(request), generation_id, consistent=consistent, quality=quality,
+        return rating_service.rate(
+            annotator(request), generation_id, consistent=consistent, quality=quality,
             flawed_span=span, comment=comment, status=status, lead_time_s=lead_time_s,
         )  # fmt: skip
 
@@ -107,19 +114,19 @@ def export(format: str = "jsonl", request: gr.Request = None) -> gr.FileData:  #
     """Download the ratings: admins get all of them (``trl``, ``jsonl`` or ``hf`` as a zip), other
     annotators their own as JSONL."""
     with user_error():
-        path = service.export(service.annotator(request), format)
+        path = reward_service.export(annotator(request), format)
         return gr.FileData(path=path, orig_name=Path(path).name)
 
 
 def queue(limit: int = 10, request: gr.Request = None) -> dict:  # type: ignore[assignment]
     """Your next traces to rate: ``{"traces": [{generation_id, question, choices, think, answer}]}``."""
     with user_error():
-        user = service.annotator(request)
-        gens = service.queue(user, max(1, min(int(limit), 200)))
+        user = annotator(request)
+        gens = rating_service.queue(user, max(1, min(int(limit), 200)))
         return {
             "traces": [
                 {"generation_id": g.id, "question": g.item.question, "choices": list(g.item.choices),
-                 "think": g.think, "answer": g.answer, "mode": g.mode, "model": service.model_label(g.model, user)}
+                 "think": g.think, "answer": g.answer, "mode": g.mode, "model": model_service.model_label(g.model, user)}
                 for g in gens
             ]
         }  # fmt: skip
@@ -128,20 +135,20 @@ def queue(limit: int = 10, request: gr.Request = None) -> dict:  # type: ignore[
 def my_ratings(status: str = "", request: gr.Request = None) -> dict:  # type: ignore[assignment]
     """Your own ratings (optionally of one status): ``{"ratings": [...]}``."""
     with user_error():
-        return {"ratings": service.my_ratings(service.annotator(request), status or None)}
+        return {"ratings": rating_service.my_ratings(annotator(request), status or None)}
 
 
 def get_rating(rating_id: int, request: gr.Request = None) -> dict:  # type: ignore[assignment]
     """One of your own ratings by id (another annotator's rating is refused)."""
     with user_error():
-        return service.get_rating(service.annotator(request), rating_id)
+        return rating_service.get_rating(annotator(request), rating_id)
 
 
 def share(item_id: int, shared: bool = True, request: gr.Request = None) -> dict:  # type: ignore[assignment]
     """Admins: put an uploaded clip's item (``item_id`` from ``/compare``) into everyone's rating queue, or
     take it back with ``shared=False``. Uploads and recordings are private to their uploader until then."""
     with user_error():
-        return service.share(service.annotator(request), item_id, shared)
+        return compare_service.share(annotator(request), item_id, shared)
 
 
 def model_card(request: gr.Request = None) -> dict:  # type: ignore[assignment]
@@ -149,22 +156,22 @@ def model_card(request: gr.Request = None) -> dict:  # type: ignore[assignment]
     ``clip_window_s`` (how much of a clip it hears), ``max_new_tokens``, ``trained_on``, ``numbers`` (where its
     measured accuracy is), ``synthetic_only``."""
     with user_error():
-        return service.model_card(service.annotator(request))
+        return model_service.model_card(annotator(request))
 
 
 def check_audio(audio: gr.FileData, request: gr.Request = None) -> dict:  # type: ignore[assignment]
     """Why a clip is far from what the model was trained to hear: ``{"flags": [...]}`` (empty: nothing
     found). Nothing is stored."""
     with user_error():
-        service.annotator(request)
+        annotator(request)
         path, _ = _uploaded_path(audio)
-        return {"flags": service.audio_check(path)}
+        return {"flags": model_service.audio_check(path)}
 
 
 def register() -> None:
     """Add the endpoints to the enclosing Blocks."""
-    gen = {"concurrency_id": "model", "concurrency_limit": service.GENERATION_CONCURRENCY}
-    db = {"concurrency_id": "db", "concurrency_limit": service.DB_CONCURRENCY}
+    gen = {"concurrency_id": "model", "concurrency_limit": GENERATION_CONCURRENCY}
+    db = {"concurrency_id": "db", "concurrency_limit": DB_CONCURRENCY}
     gr.api(compare, api_name="compare", **gen)
     gr.api(vote, api_name="vote", **db)
     gr.api(rate, api_name="rate", **db)

@@ -1,6 +1,6 @@
 """What the loaded model was trained to hear, and a cheap check of how far an uploaded clip is from it.
 
-Plain numpy on a decoded waveform (``service`` decodes and passes it in); nothing here loads a model.
+Plain numpy on a decoded waveform (``app.services.model`` decodes and passes it in); nothing here loads a model.
 
 The shipped tiny model heard only synth-aqa clips: 3 s of faint white hiss (-50 to -35 dBFS) with a few
 isolated events, each a pure tone, a chirp (one frequency at a time) or a burst of white noise.

@@ -14,7 +14,10 @@ from typing import Any
 
 import gradio as gr
 
-from . import service
+from .services import compare as service
+from .services.auth import annotator
+from .services.model import audio_check, audio_warning, model_card_markdown
+from .services.state import DB_CONCURRENCY, GENERATION_CONCURRENCY, UserError
 from .ui import user_error
 
 STREAM_INTERVAL_S = 0.05
@@ -81,7 +84,7 @@ def ask(
 ) -> Iterator[tuple[Any, ...]]:
     """Stream both answers (left/right in random order), store them, then unlock the vote buttons."""
     with user_error():
-        user = service.annotator(request)  # must be signed in
+        user = annotator(request)  # must be signed in
         swapped = random.random() < 0.5  # True: stored answer A is shown on the right
         last_emit = 0.0
         comp = None
@@ -96,7 +99,7 @@ def ask(
                 None,
                 _messages(question, left), _stats(left, gold=comp.gold),
                 _messages(question, right), _stats(right, gold=comp.gold),
-                *_buttons(False), service.audio_warning(comp.audio_flags),
+                *_buttons(False), audio_warning(comp.audio_flags),
             )  # fmt: skip
         assert comp is not None and comp.stored
         state = {
@@ -105,7 +108,7 @@ def ask(
             "sides": (comp.b, comp.a) if swapped else (comp.a, comp.b), "gold": comp.gold,
         }  # fmt: skip
         left, right = state["sides"]
-        warning = service.audio_warning(comp.audio_flags)
+        warning = audio_warning(comp.audio_flags)
         yield (
             state,
             _messages(question, left), _stats(left, gold=comp.gold),
@@ -117,11 +120,11 @@ def ask(
 def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tuple[Any, ...]:
     """Store the vote for the on-screen choice (converted to the stored A/B) and reveal the modes."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         if not state or state.get("voted"):
-            raise service.UserError("Ask a question first; each comparison takes one vote.")
+            raise UserError("Ask a question first; each comparison takes one vote.")
         if state.get("cleared"):
-            raise service.UserError("An answer was cleared: ask again to compare and vote.")
+            raise UserError("An answer was cleared: ask again to compare and vote.")
         stored = service.screen_vote_to_stored(screen_choice, state["swapped"])
         service.vote(user, state["a"], state["b"], stored, state["swapped"])
         state = {**state, "voted": True}
@@ -138,9 +141,9 @@ def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tu
 def share_clip(state: dict | None, request: gr.Request) -> str:
     """Admins: put the clip and question just asked (with its traces) into everyone's rating queue."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         if not state or state.get("item") is None:
-            raise service.UserError("Ask a question first; then its clip can be shared.")
+            raise UserError("Ask a question first; then its clip can be shared.")
         service.share(user, state["item"])
         gr.Info("Shared: this clip's traces are now in every annotator's rating queue.")
         return "This clip is shared: its traces are in every annotator's rating queue."
@@ -164,8 +167,8 @@ def check_audio(audio: str | None) -> str:
     if not audio:
         return ""
     try:
-        return service.audio_warning(service.audio_check(audio))
-    except service.UserError as err:
+        return audio_warning(audio_check(audio))
+    except UserError as err:
         gr.Warning(str(err), title="Unusable audio")
         return ""
 
@@ -201,7 +204,9 @@ def build() -> tuple[list[Any], gr.Markdown]:
             )
             audio_flag = gr.Markdown(elem_id="cmp-audio-flag")
             gr.Markdown(PRIVACY_NOTE, elem_id="cmp-privacy")
-            question = gr.Textbox(label="Question", max_length=1000, elem_id="cmp-question")
+            question = gr.Textbox(
+                label="Question", max_length=service.MAX_QUESTION_CHARS, elem_id="cmp-question"
+            )
             choices = gr.Textbox(
                 label="Choices (one per line, optional)", lines=3, max_lines=10, elem_id="cmp-choices"
             )
@@ -246,7 +251,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
         api_name="compare_stream",
         api_visibility="undocumented",
         concurrency_id="model",
-        concurrency_limit=service.GENERATION_CONCURRENCY,
+        concurrency_limit=GENERATION_CONCURRENCY,
     )  # fmt: skip
     for after in (asked.success, asked.failure):  # enabled again whether the answers came or an error
         after(lambda: gr.update(interactive=True, value=ASK_LABEL), None, ask_btn, queue=False,
@@ -258,7 +263,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
             [state, stats_l, stats_r, *buttons, result],
             api_visibility="private",
             concurrency_id="db",
-            concurrency_limit=service.DB_CONCURRENCY,
+            concurrency_limit=DB_CONCURRENCY,
         )
     for chat in (chat_l, chat_r):
         chat.clear(answer_cleared, [state], [state, *buttons, result], api_visibility="private", queue=False)
@@ -267,9 +272,9 @@ def build() -> tuple[list[Any], gr.Markdown]:
 
 
 def card_text(request: gr.Request) -> str:
-    """The model card panel for whoever loads the page (model paths as :func:`service.model_label`)."""
+    """The model card panel for whoever loads the page (model paths as :func:`app.services.model.model_label`)."""
     try:
-        user = service.annotator(request)
-    except service.UserError:
+        user = annotator(request)
+    except UserError:
         user = ""
-    return service.model_card_markdown(user)
+    return model_card_markdown(user)

@@ -8,7 +8,7 @@ and the sign-in check with its throttle.
   a client address has used up its failures: 5 per account then one more every 12 s, 20 per address then
   one more every 3 s. 100 guesses at one account take at least 19 minutes.
 * It refuses ``/file=`` requests for files that are not the requester's to fetch: an export (registered by
-  ``service.export``) is served, from Gradio's cache, only to the signed-in user who asked for it; the
+  ``app.services.reward.export``) is served, from Gradio's cache, only to the signed-in user who asked for it; the
   ratings store's media folder and the old shared exports folder are never served by path (clips reach the
   page as Gradio's cached copies of what a handler returned, and only to whom that handler showed them).
 """
@@ -28,7 +28,8 @@ from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
-from . import service
+from .services import auth as service
+from .services.state import settings
 
 client_address: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_address", default=None)
 """The address of the client whose request is being handled (None outside a request)."""
@@ -110,7 +111,7 @@ LOGIN_THROTTLE = LoginThrottle()
 def authenticate(username: str, password: str) -> bool:
     """Gradio's ``auth`` callable: the ``AUDIO_THINKER_USERS`` password check, throttled per account and
     per client address."""
-    users = service.settings().users
+    users = settings().users
     address = client_address.get() or "unknown"
 
     def verify() -> bool:
@@ -149,7 +150,7 @@ def file_allowed(scope: dict, requested: str) -> bool:
         return False
     owner = service.private_file_owner(path.name)
     if owner is not None:
-        if not service.settings().auth_required:  # open studio: the random name is the only key
+        if not settings().auth_required:  # open studio: the random name is the only key
             return True
         return request_user(scope) == owner
     return not any(_inside(path, root) for root in service.private_roots())

@@ -16,7 +16,10 @@ from typing import Any
 
 import gradio as gr
 
-from . import service
+from .services import importing
+from .services import rating as service
+from .services.auth import annotator, is_admin
+from .services.state import DB_CONCURRENCY, UserError
 from .ui import progress_bar, user_error
 
 GUIDELINES = Path(__file__).resolve().parent.parent / "annotations" / "guidelines.md"
@@ -43,7 +46,7 @@ def parse_span(value: str | None) -> tuple[int, int] | None:
     try:
         start, end = (int(x) for x in value.split(":"))
     except ValueError as err:
-        raise service.UserError(f"Bad flawed-step value {value!r}.") from err
+        raise UserError(f"Bad flawed-step value {value!r}.") from err
     return start, end
 
 
@@ -111,6 +114,9 @@ def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple
     """Everything the tab shows for trace ``t`` (None: the queue is empty); ``undo`` is the skip or
     discard that the Undo button would take back."""
     extra = (undo, gr.update(visible=undo is not None), _mine(user))
+    problem = service.judge_problem()  # a broken reward model: the queue is oldest first, and people are told
+    if problem:
+        gr.Warning(problem)
     return _trace_view(user, t) + extra
 
 
@@ -120,7 +126,7 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
             "import a run's traces (<b>Import traces</b>, at the foot of the right column), or ask questions "
             "in <b>Ask &amp; compare</b>: "
             "the think answers land here"
-            if service.is_admin(user)
+            if is_admin(user)
             else "ask a question in <b>Ask &amp; compare</b> (pick an example, then Ask both): its think "
             "answers land here; or ask an admin to import traces or share clips into the common queue"
         )
@@ -144,10 +150,19 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _lead_time(shown_at: float | None) -> float | None:
+    """Seconds since the trace was shown; None when unknown or outside what the store records (a tab left
+    open for more than :data:`~audio_thinker.store.MAX_LEAD_TIME_S`, or a clock that went back)."""
+    if not shown_at:
+        return None
+    seconds = time.time() - shown_at
+    return seconds if 0 <= seconds <= service.MAX_LEAD_TIME_S else None
+
+
 def load(request: gr.Request) -> tuple[Any, ...]:
     """Show the first trace of the signed-in user's queue."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         return _show(user, service.next_trace(user))
 
 
@@ -163,9 +178,9 @@ def act(
 ) -> tuple[Any, ...]:
     """Submit / draft / skip / discard the current trace, then show the next one."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         if gen_id is None:
-            raise service.UserError("There is no trace to rate. Import some or ask in Ask & compare.")
+            raise UserError("There is no trace to rate. Import some or ask in Ask & compare.")
         status = {"submit": "submitted", "draft": "draft", "skip": "skipped", "discard": "discarded"}[action]
         before = service.own_rating(user, gen_id) if action in ("skip", "discard") else None
         service.rate(
@@ -176,7 +191,7 @@ def act(
             flawed_span=parse_span(flawed),
             comment=comment,
             status=status,
-            lead_time_s=(time.time() - shown_at) if shown_at else None,
+            lead_time_s=_lead_time(shown_at),
         )
         gr.Info({"submit": "Rating submitted.", "draft": "Draft saved.",
                  "skip": "Skipped: it comes back later (Undo, or z, takes it back).",
@@ -190,9 +205,9 @@ def act(
 def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
     """Take back the last skip or discard: the rating is put back as it was and that trace is shown."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         if not undo:
-            raise service.UserError("Nothing to undo.")
+            raise UserError("Nothing to undo.")
         service.undo(user, undo["generation_id"], undo["before"])
         gr.Info("Undone.")
         return _show(user, service.trace(user, undo["generation_id"]))
@@ -201,11 +216,11 @@ def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
 def reopen(evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
     """Open a trace from "My ratings" (a click on its row) with your rating, to change it."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         row = evt.row_value if isinstance(evt.row_value, list) else []
         cell = str(row[0]) if row else ""
         if not cell.startswith("#") or not cell[1:].isdigit():
-            raise service.UserError("Click a rated trace in the list.")
+            raise UserError("Click a rated trace in the list.")
         return _show(user, service.trace(user, int(cell[1:])))
 
 
@@ -228,15 +243,15 @@ def import_file(
 ) -> str:
     """Import traces from a run file under ``runs/`` or an uploaded completions.jsonl / predictions.json."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         if upload:
             target, uploaded = upload, True
         elif server_file:
             target, uploaded = server_file, False
         else:
-            raise service.UserError("Pick a file under runs/ or upload one.")
+            raise UserError("Pick a file under runs/ or upload one.")
         progress(0, desc="importing")
-        c = service.import_traces(
+        c = importing.import_traces(
             user,
             target,
             uploaded=uploaded,
@@ -274,7 +289,12 @@ def build() -> tuple[Any, Any, list[Any]]:
                 QUALITY_CHOICES, label="Think quality (keys ` q w e r t y u i o p = 0.0 … 1.0)",
                 elem_id="rate-quality",
             )  # fmt: skip
-            comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=2000, elem_id="rate-comment")
+            comment = gr.Textbox(
+                label="Comment (optional)",
+                lines=2,
+                max_length=service.MAX_COMMENT_CHARS,
+                elem_id="rate-comment",
+            )
             with gr.Row():
                 submit = gr.Button("Submit (Enter)", variant="primary", elem_id="rate-submit")
                 draft = gr.Button("Save draft (d)", elem_id="rate-draft")
@@ -303,7 +323,7 @@ def build() -> tuple[Any, Any, list[Any]]:
                 "Import traces (admins)", open=False, visible=False, elem_id="rate-import"
             ) as imp:
                 server_file = gr.Dropdown(
-                    choices=service.importable_files(), label="A run's completions.jsonl or an evaluation's "
+                    choices=importing.importable_files(), label="A run's completions.jsonl or an evaluation's "
                     "predictions.json under runs/", allow_custom_value=False, elem_id="rate-import-file",
                 )  # fmt: skip
                 upload = gr.File(label="… or upload one", file_types=[".json", ".jsonl"], type="filepath")
@@ -334,15 +354,15 @@ def build() -> tuple[Any, Any, list[Any]]:
             outputs,
             api_visibility="private",
             concurrency_id="db",
-            concurrency_limit=service.DB_CONCURRENCY,
+            concurrency_limit=DB_CONCURRENCY,
         )
     undo_btn.click(
         undo_last, [undo_state], outputs, api_visibility="private", concurrency_id="db",
-        concurrency_limit=service.DB_CONCURRENCY,
+        concurrency_limit=DB_CONCURRENCY,
     )  # fmt: skip
     mine.select(reopen, None, outputs, api_visibility="private", concurrency_id="db")
     refresh.click(
-        lambda: gr.update(choices=service.importable_files()), None, server_file, api_visibility="private"
+        lambda: gr.update(choices=importing.importable_files()), None, server_file, api_visibility="private"
     )
     do_import.click(
         import_file, [server_file, upload], import_result, api_visibility="private", concurrency_id="import"

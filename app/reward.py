@@ -12,7 +12,9 @@ from typing import Any
 
 import gradio as gr
 
-from . import service, stats
+from . import stats
+from .services import reward as service
+from .services.auth import annotator, is_admin
 from .ui import user_error
 
 BOOTSTRAP_ROUNDS = 200
@@ -28,8 +30,8 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
     Admins see every annotator's row and every pair's κ; other annotators see their own row and the
     aggregates only (no one else's name or counts)."""
     with user_error():
-        user = service.annotator(request)
-        admin = service.is_admin(user)
+        user = annotator(request)
+        admin = is_admin(user)
         c = service.counts()
         by_source = c.get("ratings_by_source", {})
         by_ann = c.get("ratings_by_annotator", {})
@@ -111,7 +113,7 @@ def _ranking_plot(ranked: list[stats.Ranked]) -> Any:
 def export(fmt: str, request: gr.Request) -> Any:
     """Write an export and offer it for download."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         path = service.export(user, fmt)
         gr.Info("Export ready: download it below (on a Space, the disk is not kept: export often).")
         return gr.update(value=path, visible=True)
@@ -121,7 +123,7 @@ def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> dict:  
     """Train the learned judge on all submitted ratings and votes (progress bars from its tqdm loops);
     returns its held-out metrics."""
     with user_error():
-        user = service.annotator(request)
+        user = annotator(request)
         progress(0.0, desc="collecting ratings")
         return service.train_reward_model(user)
 

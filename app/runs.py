@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import service
+from .services import runs as service
 from .ui import user_error
 
 DIFFICULTIES = ("easy", "medium", "hard")

@@ -1,8 +1,9 @@
-"""Agreement and ranking statistics for the Reward model tab, in plain numpy.
+"""Agreement and ranking statistics for the Reward model tab (numpy; α by the ``krippendorff`` package).
 
 * :func:`cohen_kappa` — two raters, nominal labels (consistency yes/no).
 * :func:`pairwise_kappa` — Cohen's κ for every pair of annotators over the generations both rated.
-* :func:`krippendorff_alpha` — any number of raters, missing ratings allowed, interval metric (quality).
+* :func:`krippendorff_alpha` — any number of raters, missing ratings allowed, interval metric (quality),
+  by the ``krippendorff`` package.
 * :func:`bradley_terry` — strengths from pairwise outcomes by Hunter's (2004) MM algorithm; ties count
   half a win to each side. :func:`bt_bootstrap` adds percentile intervals by resampling the comparisons.
 """
@@ -71,27 +72,23 @@ def mean_kappa(pairs: Sequence[PairKappa]) -> float | None:
 def krippendorff_alpha(units: Mapping[Hashable, Sequence[float]] | Sequence[Sequence[float]]) -> float | None:
     """Krippendorff's α with the interval metric; ``units`` holds the values each unit received.
 
-    Units with fewer than two values are not pairable and ignored. α = 1 − D_o / D_e, with the observed
-    disagreement D_o averaged within units (each unit weighted by its m_u − 1 pairings) and the expected
-    disagreement D_e over all pairs of pairable values. None when fewer than two pairable values exist or
-    when every value is the same (D_e = 0).
+    Computed by the ``krippendorff`` package from each unit's value counts (which coder gave a value does
+    not matter to α). Units with fewer than two values are not pairable and ignored. None when fewer than
+    two pairable values exist or when every value is the same (no expected disagreement).
     """
+    import krippendorff
+
     groups = units.values() if isinstance(units, Mapping) else units
     values = [np.asarray(v, dtype=float) for v in groups if len(v) >= 2]
     if not values:
         return None
-    n = sum(len(v) for v in values)
-    observed = 0.0
-    for v in values:
-        diff = (v[:, None] - v[None, :]) ** 2
-        observed += diff.sum() / (len(v) - 1)
-    observed /= n
-    pooled = np.concatenate(values)
-    # sum over ordered pairs i != j of (x_i - x_j)^2 = 2 n Σx² − 2 (Σx)²
-    expected = (2 * n * float((pooled**2).sum()) - 2 * float(pooled.sum()) ** 2) / (n * (n - 1))
-    if expected <= 1e-12:
+    domain = np.unique(np.concatenate(values))
+    if len(domain) < 2:
         return None
-    return float(1.0 - observed / expected)
+    value_counts = np.array([np.bincount(np.searchsorted(domain, v), minlength=len(domain)) for v in values])
+    return float(
+        krippendorff.alpha(value_counts=value_counts, value_domain=domain, level_of_measurement="interval")
+    )
 
 
 def bradley_terry(

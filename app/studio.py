@@ -15,7 +15,11 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import api, compare, guard, rate, reward, runs, service
+from . import api, compare, guard, rate, reward, runs
+from .services import model as model_service
+from .services.auth import annotator, is_admin
+from .services.model import MAX_UPLOAD_BYTES
+from .services.state import StoreUnavailable, UserError, settings, store
 
 KEYBOARD_JS = """
 <script>
@@ -156,12 +160,12 @@ CSS = """
 def header(request: gr.Request) -> str:
     """Who is signed in (or the no-auth notice) and the model; the database for admins only."""
     try:
-        user = service.annotator(request)
-    except service.UserError:
+        user = annotator(request)
+    except UserError:
         return "Please sign in."
-    info = service.info(user)
+    info = model_service.info(user)
     who = (
-        f"Signed in as **{user}**" + (" (admin)" if service.is_admin(user) and info["auth"] != "none" else "")
+        f"Signed in as **{user}**" + (" (admin)" if is_admin(user) and info["auth"] != "none" else "")
         if info["auth"] != "none"
         else f"**No login configured**: you are the anonymous annotator **{user}** for this page; your "
         "uploads and ratings are yours alone and admin actions are off. "
@@ -175,8 +179,8 @@ def admin_controls(n: int):
 
     def show(request: gr.Request) -> Any:
         try:
-            admin = service.is_admin(service.annotator(request))
-        except service.UserError:
+            admin = is_admin(annotator(request))
+        except UserError:
             admin = False
         updates = [gr.update(visible=admin) for _ in range(n)]
         return updates[0] if n == 1 else tuple(updates)
@@ -193,9 +197,9 @@ def build_app() -> gr.Blocks:
         )
         with gr.Row():
             notice = gr.Markdown(elem_id="studio-notice")
-            if service.settings().oauth:  # a Space with hf_oauth: true and no AUDIO_THINKER_USERS
+            if settings().oauth:  # a Space with hf_oauth: true and no AUDIO_THINKER_USERS
                 gr.LoginButton(scale=0)
-            elif service.settings().users:  # Gradio's /logout ends the session and shows the sign-in page
+            elif settings().users:  # Gradio's /logout ends the session and shows the sign-in page
                 gr.Button("Sign out", link="/logout", size="sm", scale=0, elem_id="sign-out")
         api.register()  # first, so the named endpoints keep their names
         with gr.Tabs():
@@ -223,12 +227,12 @@ def launch_kwargs(**overrides: Any) -> dict[str, Any]:
     HTTP guard (``app/guard.py``). The media folder is an allowed path only so that Gradio may copy a clip
     a handler returns into its cache; the guard never serves it by path. Exports live in private
     temporary folders, not in an allowed path."""
-    s = service.settings()
+    s = settings()
     allowed = {str(Path(p).resolve()) for p in (s.runs_root,) if p}
-    with contextlib.suppress(service.StoreUnavailable):  # else the header and every handler say so
-        allowed.add(str(service.store().media_dir.resolve()))
+    with contextlib.suppress(StoreUnavailable):  # else the header and every handler say so
+        allowed.add(str(store().media_dir.resolve()))
     kwargs: dict[str, Any] = {
-        "max_file_size": service.MAX_UPLOAD_BYTES,
+        "max_file_size": MAX_UPLOAD_BYTES,
         "head": KEYBOARD_JS,
         "css": CSS,
         "allowed_paths": sorted(allowed),
@@ -263,7 +267,7 @@ def free_port() -> int:
 def serve(port: int | None = None, **overrides: Any) -> tuple[gr.Blocks, str]:
     """Build and launch the studio in background threads (tests, benchmarks); returns ``(demo, url)``.
 
-    Call ``service.configure(...)`` first; close with ``demo.close()``.
+    Call ``app.services.state.configure(...)`` first; close with ``demo.close()``.
     """
     demo = build_app()
     _, url, _ = launch(

@@ -8,30 +8,31 @@ from contextlib import contextmanager
 
 import gradio as gr
 
-from . import service
+from .services.auth import scrub
+from .services.state import StoreUnavailable, UserError
 
 log = logging.getLogger("audio_thinker.studio")
 
 
 def _one_line(message: str) -> str:
-    """A message for people: one line, without server paths (``service._scrub``)."""
-    return " ".join(service._scrub(message).split())[:500]
+    """A message for people: one line, without server paths (``app.services.auth.scrub``)."""
+    return " ".join(scrub(message).split())[:500]
 
 
 @contextmanager
 def user_error() -> Iterator[None]:
-    """Show :class:`service.UserError` and :class:`service.StoreUnavailable` as a friendly one-line error
+    """Show :class:`~app.services.state.UserError` and :class:`~app.services.state.StoreUnavailable` as a friendly one-line error
     toast (no traceback, no server paths); the handler stops and the page keeps what it showed. Anything
     else is logged on the server and shown as a short generic error."""
     try:
         yield
     except gr.Error:
         raise
-    except service.StoreUnavailable as err:
+    except StoreUnavailable as err:
         raise gr.Error(
             _one_line(str(err)), title="Database unavailable", duration=None, print_exception=False
         ) from None
-    except service.UserError as err:
+    except UserError as err:
         raise gr.Error(_one_line(str(err)), title="Please check", print_exception=False) from None
     except (TypeError, ValueError, OverflowError) as err:  # a malformed value from a client
         log.info("bad request value: %s", err)

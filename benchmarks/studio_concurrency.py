@@ -8,7 +8,7 @@ generations, then runs N ``gradio_client`` clients in parallel threads, each sig
 annotator and submitting one rating per generation through ``/rate`` (quality and comment encode who
 rated what). Afterwards it checks the database: exactly N × M rating rows, one per (generation,
 annotator), every value as sent. Prints two latencies (p50 / p95 / p99 / max): the server-side write
-(the ``/rate`` handler's ``service.rate``: validation, waiting for the write lock, one transaction and its
+(the ``/rate`` handler's ``app.services.rating.rate``: validation, waiting for the write lock, one transaction and its
 commit) and the client round trip (``Client.predict``, which includes gradio_client's 50 ms message
 polling and the queue), and the throughput. Server and clients share this process and its CPUs; no model
 is loaded.
@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     from gradio_client import Client
 
-    from app import service, studio
+    from app import studio
+    from app.services import rating, state
 
-    service.configure(runs_root=tmp / "runs", exports_dir=tmp / "exports", reward_model_dir=tmp / "rm")
-    st = service.store()
+    state.configure(runs_root=tmp / "runs", exports_dir=tmp / "exports", reward_model_dir=tmp / "rm")
+    st = state.store()
     item = st.add_item("How many beeps are there?", ["2", "3"], source="upload", external_id="bench")
     gens = [
         st.add_generation(
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         for k in range(args.ratings)
     ]
     server_lat: list[float] = []
-    rate = service.rate
+    rate = rating.rate
 
     def timed_rate(*a, **kw):  # the handler's write: validation, lock wait, one transaction, commit
         t0 = time.perf_counter()
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             server_lat.append(time.perf_counter() - t0)
 
-    service.rate = timed_rate  # the /rate endpoint calls service.rate
+    rating.rate = timed_rate  # the /rate endpoint calls rating.rate
     demo, url = studio.serve()
     latencies: list[float] = []
     errors: list[str] = []
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "client_round_trip_ms": pct(lat),
         "wall_s": round(wall, 1),
         "ratings_per_s": round(len(latencies) / wall, 1),
-        "db_concurrency": service.DB_CONCURRENCY,
+        "db_concurrency": state.DB_CONCURRENCY,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=1))

@@ -5,7 +5,7 @@
 
 Two measurements on synth-aqa example clips (think vs no-think, as the compare tab asks):
 
-* ``service``: from calling ``service.compare_stream`` (the generator behind the compare tab, which
+* ``service``: from calling ``app.services.compare.compare_stream`` (the generator behind the compare tab, which
   validates and decodes the upload, builds both prompts, encodes the audio and prefills) to the first
   yielded answer that holds a token;
 * ``http``: end to end through the launched app: ``gradio_client`` submits to the UI's streaming event
@@ -46,22 +46,23 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="studio-ft-"))
     os.environ["AUDIO_THINKER_DB"] = f"sqlite:///{tmp / 'ratings.db'}"
     os.environ.pop("AUDIO_THINKER_USERS", None)
-    from app import service, studio
+    from app import studio
+    from app.services import compare, model, state
 
-    service.configure(runs_root=tmp / "runs", exports_dir=tmp / "exports", reward_model_dir=tmp / "rm")
+    state.configure(runs_root=tmp / "runs", exports_dir=tmp / "exports", reward_model_dir=tmp / "rm")
     t0 = time.perf_counter()
-    service.warm_up()
+    model.warm_up()
     load_s = time.perf_counter() - t0
     import torch
 
-    examples = service.example_items()
-    result: dict = {"model": service.model_name(), "torch_threads": torch.get_num_threads(),
+    examples = compare.example_items()
+    result: dict = {"model": model.model_name(), "torch_threads": torch.get_num_threads(),
                     "model_load_s": round(load_s, 2)}  # fmt: skip
 
     def ask(k: int) -> float:
         path, item = examples[k % len(examples)]
         t = time.perf_counter()
-        stream = service.compare_stream(
+        stream = compare.compare_stream(
             path, item["question"], item["choices"], "think vs no-think", save=False
         )
         for comp in stream:

@@ -41,12 +41,12 @@ def synth_set(tmp_path_factory):
     return synth.make_split(out, n=18, seed=321, split="test")
 
 
-# -- the studio (tests/studio_harness.py): each studio module defines its own ``configured`` service --------
+# -- the studio (tests/studio_harness.py): each studio module defines its own ``configured`` studio --------
 
 
 @pytest.fixture(scope="module")
 def server(configured):
-    """The studio of the module's ``configured`` service, launched in-process on a free port: its URL."""
+    """The studio of the module's ``configured`` services, launched in-process on a free port: its URL."""
     from studio_harness import served
 
     with served() as url:
@@ -56,7 +56,9 @@ def server(configured):
 @pytest.fixture(scope="module")
 def example(configured) -> tuple[str, dict]:
     """A synth-aqa example clip (count task, whose think trace has several sentences) and its item."""
-    return next((p, it) for p, it in configured.example_items() if it["sub-category"] == "count")
+    from app.services.compare import example_items
+
+    return next((p, it) for p, it in example_items() if it["sub-category"] == "count")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ CHROMIUM = os.environ.get("AUDIO_THINKER_CHROMIUM") or shutil.which("chromium") 
 
 @contextmanager
 def configured_service(root: Path, lm, users: dict[str, str], admin: str, **settings) -> Iterator:
-    """``app.service`` configured for ``root/ratings.db`` (runs, reward model and exports under ``root``),
+    """``app.services`` configured for ``root/ratings.db`` (runs, reward model and exports under ``root``),
     with ``users`` signing in and ``admin`` as the admin; the settings are dropped and torch's thread count
-    restored afterwards."""
+    restored afterwards. Yields :mod:`app.services.state`."""
     import torch
 
-    from app import service
+    from app.services import model, state
 
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
@@ -29,18 +29,18 @@ def configured_service(root: Path, lm, users: dict[str, str], admin: str, **sett
         mp.setenv("AUDIO_THINKER_USERS", ",".join(f"{u}:{p}" for u, p in users.items()))
         mp.setenv("AUDIO_THINKER_ADMINS", admin)
         mp.delenv("AUDIO_THINKER_MODEL", raising=False)
-        service.configure(
+        state.configure(
             lm=lm,
             runs_root=root / "runs",
             reward_model_dir=root / "rm",
             exports_dir=root / "exports",
             **settings,
         )
-        service.warm_up()
+        model.warm_up()
         try:
-            yield service
+            yield state
         finally:
-            service.configure(service.Settings())  # drop the store and model references
+            state.configure(state.Settings())  # drop the store and model references
     torch.set_num_threads(threads)
 
 

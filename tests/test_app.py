@@ -13,6 +13,13 @@ import pytest
 import studio_harness
 from studio_harness import configured_service
 
+from app.services import auth as auth_service
+from app.services import compare as compare_service
+from app.services import importing as importing_service
+from app.services import rating as rating_service
+from app.services import runs as runs_service
+from app.services import state as state_service
+
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 
 
@@ -68,6 +75,14 @@ def configured(workdir, shipped_lm):
     """The service configured for a temporary database and runs folder, with auth (alice is admin)."""
     with configured_service(workdir, shipped_lm, USERS, "alice") as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def imported(configured) -> None:
+    """The fake run's and the evaluation's traces in the store (importing again adds nothing), so that a test
+    that rates them does not depend on an earlier test having imported them."""
+    importing_service.import_traces("alice", "grpo-demo/completions.jsonl")
+    importing_service.import_traces("alice", "eval-think/predictions.json")
 
 
 def client(url: str, user: str):
@@ -131,7 +146,7 @@ def test_bradley_terry_recovers_strengths_with_intervals():
 
 
 def test_parse_users_env_and_file(tmp_path):
-    from app.service import _parse_users
+    from app.services.state import _parse_users
 
     assert _parse_users("a:x, b:y:z") == {"a": "x", "b": "y:z"}
     f = tmp_path / "users.txt"
@@ -142,29 +157,30 @@ def test_parse_users_env_and_file(tmp_path):
 
 
 def test_identity_comes_from_the_request_only(monkeypatch):
-    from app import service
-
     monkeypatch.delenv("AUDIO_THINKER_USERS", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    old = service.settings()
+    old = state_service.settings()
     try:
-        service.configure(service.Settings())
-        assert service.annotator(req(None)) == service.LOCAL_ANNOTATOR and service.is_admin("local")
-        service.configure(service.Settings(users={"alice": "x"}, admins={"alice"}))
-        assert service.annotator(req("alice")) == "alice"
-        with pytest.raises(service.UserError, match="sign in"):
-            service.annotator(req(None))
-        assert not service.is_admin("bob")
-        service.configure(service.Settings(oauth=True))
+        state_service.configure(state_service.Settings())
+        assert auth_service.annotator(req(None)) == auth_service.LOCAL_ANNOTATOR and auth_service.is_admin(
+            "local"
+        )
+        state_service.configure(state_service.Settings(users={"alice": "x"}, admins={"alice"}))
+        assert auth_service.annotator(req("alice")) == "alice"
+        with pytest.raises(state_service.UserError, match="sign in"):
+            auth_service.annotator(req(None))
+        assert not auth_service.is_admin("bob")
+        state_service.configure(state_service.Settings(oauth=True))
         session = {"oauth_info": {"userinfo": {"preferred_username": "hf-user"}}}
         oauth_req = SimpleNamespace(username=None, request=SimpleNamespace(scope={"session": session}))
-        assert service.annotator(oauth_req) == "hf-user"
+        assert auth_service.annotator(oauth_req) == "hf-user"
     finally:
-        service.configure(old)
+        state_service.configure(old)
 
 
 def test_sentence_spans_and_vote_mapping():
-    from app.service import screen_vote_to_stored, sentence_spans
+    from app.services.compare import screen_vote_to_stored
+    from app.services.rating import sentence_spans
 
     think = (
         "Beep 1 at 0.1 s: high (1 high, 0 low). Beep 2 at 0.5 s: low. That is 2 beeps.  So the answer is 1."
@@ -179,55 +195,54 @@ def test_sentence_spans_and_vote_mapping():
 
 
 def test_import_runs_and_evaluations_once(configured, workdir):
-    service = configured
-    files = service.importable_files()
+    files = importing_service.importable_files()
     assert files == ["eval-think/predictions.json", "grpo-demo/completions.jsonl"]
-    with pytest.raises(service.UserError, match="admins"):
-        service.import_traces("bob", files[1])
-    with pytest.raises(service.UserError, match="not a file under the runs folder"):
-        service.import_traces("alice", "../ratings.db")
-    first = service.import_traces("alice", "grpo-demo/completions.jsonl")
+    with pytest.raises(state_service.UserError, match="admins"):
+        importing_service.import_traces("bob", files[1])
+    with pytest.raises(state_service.UserError, match="not a file under the runs folder"):
+        importing_service.import_traces("alice", "../ratings.db")
+    first = importing_service.import_traces("alice", "grpo-demo/completions.jsonl")
     assert first == {"records": 6, "imported": 3, "already": 0, "no_think": 3, "no_audio": 0, "bad": 0}
-    again = service.import_traces("alice", "grpo-demo/completions.jsonl")
+    again = importing_service.import_traces("alice", "grpo-demo/completions.jsonl")
     assert again["already"] == 3 and again["imported"] == 0
-    ev = service.import_traces("alice", "eval-think/predictions.json")
+    ev = importing_service.import_traces("alice", "eval-think/predictions.json")
     assert ev["imported"] == 3  # same items (synth ids), a different run: new generations, audio re-rendered
     with db(workdir) as con:
         assert con.execute("select count(*) from items where source = 'synth-aqa'").fetchone()[0] == 3
         assert con.execute("select count(*) from clips").fetchone()[0] == 3
         runs = dict(con.execute("select run, count(*) from generations group by run").fetchall())
     assert runs == {"grpo-demo": 3, "eval-think": 3}
-    media = Path(service.store().media_dir)
+    media = Path(state_service.store().media_dir)
     assert all(len(p.stem) == 64 for p in media.rglob("*.wav"))  # stored by content hash
 
 
-def test_rate_queue_skip_draft_and_progress(configured):
-    service = configured
+def test_rate_queue_skip_draft_and_progress(configured, imported):
     user = "carol"
-    before = service.progress(user)
-    first = service.next_trace(user)
+    before = rating_service.progress(user)
+    first = rating_service.next_trace(user)
     assert first is not None and first.audio_path and first.sentences
-    service.rate(user, first.generation_id, status="skipped")
-    second = service.next_trace(user)
+    rating_service.rate(user, first.generation_id, status="skipped")
+    second = rating_service.next_trace(user)
     assert second is not None and second.generation_id != first.generation_id
-    service.rate(user, second.generation_id, consistent=True, quality=0.55, status="draft")
-    again = service.trace(user, second.generation_id)
+    rating_service.rate(user, second.generation_id, consistent=True, quality=0.55, status="draft")
+    again = rating_service.trace(user, second.generation_id)
     assert again.draft["status"] == "draft" and again.draft["quality"] == 0.6  # snapped to tenths
     span = again.sentences[0]
-    service.rate(user, second.generation_id, consistent=False, quality=0.3, flawed_span=span, comment="off")
-    after = service.progress(user)
+    rating_service.rate(
+        user, second.generation_id, consistent=False, quality=0.3, flawed_span=span, comment="off"
+    )
+    after = rating_service.progress(user)
     assert after["submitted"] == before["submitted"] + 1 and after["skipped"] == 1
-    queue = [g.id for g in service.queue(user, limit=100)]
+    queue = [g.id for g in rating_service.queue(user, limit=100)]
     assert queue[-1] == first.generation_id and second.generation_id not in queue  # skipped ones come last
-    with pytest.raises(service.UserError, match="consistent"):
-        service.rate(user, second.generation_id, quality=0.5)  # a submit needs both fields
-    with pytest.raises(service.UserError):
-        service.rate(user, second.generation_id, consistent=True, quality=0.5, flawed_span=(0, 10_000))
+    with pytest.raises(state_service.UserError, match="consistent"):
+        rating_service.rate(user, second.generation_id, quality=0.5)  # a submit needs both fields
+    with pytest.raises(state_service.UserError):
+        rating_service.rate(user, second.generation_id, consistent=True, quality=0.5, flawed_span=(0, 10_000))
 
 
-def test_queue_puts_the_learned_judges_least_sure_traces_first(configured, monkeypatch):
-    service = configured
-    oldest_first = [g.id for g in service.queue("erin", limit=50)]
+def test_queue_puts_the_learned_judges_least_sure_traces_first(configured, imported, monkeypatch):
+    oldest_first = [g.id for g in rating_service.queue("erin", limit=50)]
     assert oldest_first == sorted(oldest_first) and len(oldest_first) >= 3
     probs = np.linspace(0.99, 0.5, len(oldest_first))  # the oldest is the surest
 
@@ -236,40 +251,64 @@ def test_queue_puts_the_learned_judges_least_sure_traces_first(configured, monke
             assert len(requests) == len(probs)
             return np.zeros(len(requests)), probs
 
-    monkeypatch.setattr(service, "learned_judge", lambda: FakeJudge())
-    monkeypatch.setattr(service, "_p_cache", {})
-    assert [g.id for g in service.queue("erin", limit=50)] == oldest_first[::-1]  # closest to 0.5 first
+    monkeypatch.setattr(rating_service, "learned_judge", lambda: FakeJudge())
+    monkeypatch.setattr(state_service.STATE, "judge_scores", {})
+    assert [g.id for g in rating_service.queue("erin", limit=50)] == oldest_first[
+        ::-1
+    ]  # closest to 0.5 first
+
+
+def test_a_reward_model_that_cannot_load_is_said_not_swallowed(configured, imported, workdir, caplog):
+    """A reward-model folder that cannot be loaded leaves the queue oldest first, is logged, and the Rate tab
+    tells the annotator in one line (without server paths); once it is gone, nothing is said."""
+    import logging
+
+    from app import rate
+
+    folder = workdir / "rm"
+    folder.mkdir(exist_ok=True)
+    (folder / "reward_model.json").write_text("{half written")
+    try:
+        with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="reward model could not be"):
+            rate.load(req("fay"))
+        assert any("learned judge" in r.getMessage() for r in caplog.records)
+        problem = rating_service.judge_problem()
+        assert "\n" not in problem and str(workdir) not in problem
+        gens = [g.id for g in rating_service.queue("fay", limit=50)]
+        assert gens == sorted(gens)
+    finally:
+        (folder / "reward_model.json").unlink()
+    rating_service.queue("fay", limit=5)
+    assert rating_service.judge_problem() is None
 
 
 def test_database_unavailable_is_a_visible_error(configured, tmp_path):
-    service = configured
-    old = service.settings()
+    old = state_service.settings()
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"definitely not an SQLite file " * 100)
     try:
         for url in (f"sqlite:///{blocker}/ratings.db", f"sqlite:///{corrupt}"):
-            service.configure(old, db_url=url)
-            with pytest.raises(service.StoreUnavailable, match="Nothing was saved"):
-                service.rate("alice", 1, consistent=True, quality=0.5)
+            state_service.configure(old, db_url=url)
+            with pytest.raises(state_service.StoreUnavailable, match="Nothing was saved"):
+                rating_service.rate("alice", 1, consistent=True, quality=0.5)
     finally:
-        service.configure(old)
+        state_service.configure(old)
 
 
 def test_runs_tab_data_and_no_path_escape(configured):
     from app import runs
 
-    service = configured
-    assert service.list_runs()[0] == "grpo-demo"
-    assert len(service.run_history("grpo-demo")) == 4
+    assert runs_service.list_runs()[0] == "grpo-demo"
+    assert len(runs_service.run_history("grpo-demo")) == 4
     head, reward_fig, acc_fig, nt_fig, table, images, samples = runs.show("grpo-demo")
     assert "4 logged steps" in head and "| full | 0.95 |" in table
     assert {line.get_label() for line in acc_fig["value"].axes[0].get_lines()} == {"easy", "hard", "all"}
     assert samples["value"]["data"][0][-1].startswith("<think>") and not images["visible"]
     for bad in ("..", "../..", "/etc", "grpo-demo/../../"):
-        with pytest.raises(service.UserError):
-            service.run_history(bad)
+        with pytest.raises(state_service.UserError):
+            runs_service.run_history(bad)
 
 
 # ------------------------------------------------------------------------------------------- UI handlers
@@ -297,7 +336,7 @@ def test_compare_handler_streams_then_unlocks_votes(configured, example):
 
     with pytest.raises(gr.Error):  # one vote per comparison
         compare.cast_vote("left", out[0], req("alice"))
-    votes = list(configured.store().votes())
+    votes = list(state_service.store().votes())
     last = votes[-1]
     assert last.swapped == state["swapped"] and last.choice == ("B" if state["swapped"] else "A")
 
@@ -307,7 +346,7 @@ def test_streaming_survives_worker_thread_hops(configured, example):
     import threading
 
     path, item = example
-    stream = configured.compare_stream(
+    stream = compare_service.compare_stream(
         path, item["question"], item["choices"], "think vs adaptive", save=False
     )
     last = None
@@ -333,7 +372,7 @@ def test_streaming_survives_worker_thread_hops(configured, example):
     assert last is not None and last.finished and last.a.tokens > 5
 
 
-def test_rate_handler_submits_for_the_request_user(configured):
+def test_rate_handler_submits_for_the_request_user(configured, imported):
     from app import rate
 
     shown = rate.load(req("dave"))
@@ -342,7 +381,7 @@ def test_rate_handler_submits_for_the_request_user(configured):
     flaw = shown[6]["choices"][1][1]
     nxt = rate.act("submit", gen_id, shown[1], flaw, "no", "0.4", "beep 2 is wrong", req("dave"))
     assert nxt[0] != gen_id
-    mine = configured.my_ratings("dave")
+    mine = rating_service.my_ratings("dave")
     assert (
         mine[-1]["generation_id"] == gen_id and mine[-1]["quality"] == 0.4 and mine[-1]["consistent"] is False
     )
@@ -374,7 +413,7 @@ def test_api_compare_vote_rate_export(server, configured, workdir, example):
         clip = con.execute("select hash, ext from clips where hash = ?", (r["clip_hash"],)).fetchone()
         src = con.execute("select source, answer from items where id = ?", (r["item_id"],)).fetchone()
     assert clip is not None and src == ("synth-aqa", item["answer"])  # an example keeps its gold answer
-    assert (Path(configured.store().media_dir) / clip[0][:2] / f"{clip[0]}.{clip[1]}").is_file()
+    assert (Path(state_service.store().media_dir) / clip[0][:2] / f"{clip[0]}.{clip[1]}").is_file()
 
     v = alice.predict(a["generation_id"], b["generation_id"], "B", True, api_name="/vote")
     assert v["choice"] == "B" and v["swapped"] is True and v["annotator"] == "alice"
@@ -398,7 +437,7 @@ def test_api_compare_vote_rate_export(server, configured, workdir, example):
     assert set(trl[0]) == {"prompt", "chosen", "rejected", "margin"}
 
 
-def test_api_isolation_between_annotators(server, configured, workdir):
+def test_api_isolation_between_annotators(server, configured, imported, workdir):
     from gradio_client.exceptions import AppError
 
     alice, bob = client(server, "alice"), client(server, "bob")
@@ -421,8 +460,8 @@ def test_api_isolation_between_annotators(server, configured, workdir):
     with pytest.raises(AppError):
         bob.predict(gen, None, None, None, None, "", "bogus-status", api_name="/rate")
     # the UI's own events are not callable by clients
-    with pytest.raises(Exception):  # noqa: B017 (the client refuses private endpoints)
-        bob.predict(api_name="/rate_submit")
+    with pytest.raises(ValueError, match="Cannot find a function with `api_name`: /rate_submit"):
+        bob.predict(api_name="/rate_submit")  # the client refuses private endpoints
     with db(workdir) as con:
         rows = con.execute(
             "select a.name, r.quality from ratings r join annotators a on a.id = r.annotator_id "
@@ -438,7 +477,7 @@ def test_api_bad_upload_is_refused_and_nothing_stored(server, configured, workdi
 
     fake = tmp_path / "notes.wav"
     fake.write_text("this is not audio, just text pretending to be a wav file\n" * 20)
-    media = Path(configured.store().media_dir)
+    media = Path(state_service.store().media_dir)
     files_before = sorted(media.rglob("*"))
     with db(workdir) as con:
         before = [

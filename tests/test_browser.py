@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from app.services import compare as compare_service
+from app.services import model as model_service
+from app.services import state as state_service
+
 CHROMIUM = os.environ.get("AUDIO_THINKER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("AUDIO_THINKER_SCREENSHOTS", "runs/screenshots"))
 USER, PASSWORD = "rater1", "rater1-pw"
@@ -28,7 +32,7 @@ def studio(tmp_path_factory, shipped_lm):
     """The studio on a free port with auth and a fresh database; yields (url, database file)."""
     import torch
 
-    from app import service, studio
+    from app import studio
 
     root = tmp_path_factory.mktemp("browser")
     run = root / "runs" / "demo-run"
@@ -48,14 +52,14 @@ def studio(tmp_path_factory, shipped_lm):
         mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{db_file}")
         mp.setenv("AUDIO_THINKER_USERS", f"{USER}:{PASSWORD},other:other-pw")
         mp.setenv("AUDIO_THINKER_ADMINS", USER)
-        service.configure(
+        state_service.configure(
             lm=shipped_lm, runs_root=root / "runs", reward_model_dir=root / "rm", exports_dir=root / "exports"
         )
-        service.warm_up()
+        model_service.warm_up()
         demo, url = studio.serve()
         yield url, db_file
         demo.close()
-        service.configure(service.Settings())
+        state_service.configure(state_service.Settings())
     torch.set_num_threads(threads)
 
 
@@ -83,10 +87,8 @@ def _close_toasts(page) -> None:
 def test_login_compare_vote_rate_with_keyboard(studio, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from app import service
-
     url, db_file = studio
-    clip, item = next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    clip, item = next((p, it) for p, it in compare_service.example_items() if it["sub-category"] == "count")
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(

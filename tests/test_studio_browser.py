@@ -13,6 +13,9 @@ import pytest
 import studio_harness
 from studio_harness import CHROMIUM, configured_service, served
 
+from app.services import compare as compare_service
+from app.services import state as state_service
+
 USERS = {"ann": "ann-pw", "bea": "bea-pw"}
 
 pytestmark = pytest.mark.skipif(
@@ -24,9 +27,9 @@ pytestmark = pytest.mark.skipif(
 def studio(tmp_path_factory, shipped_lm):
     """The studio with ann (admin) and bea, two shared traces both rated by ann; yields (url, db file)."""
     root = tmp_path_factory.mktemp("studio-browser")
-    with configured_service(root, shipped_lm, USERS, "ann") as service:
-        st = service.store()
-        for path, it in service.example_items()[:3]:
+    with configured_service(root, shipped_lm, USERS, "ann"):
+        st = state_service.store()
+        for path, it in compare_service.example_items()[:3]:
             clip = st.add_clip(path)
             item = st.add_item(it["question"], it["choices"], answer=it["answer"], source="synth-aqa",
                                external_id=it["id"], clip=clip.hash)  # fmt: skip
@@ -187,10 +190,8 @@ def test_leaving_with_an_unsaved_rating_asks_first(studio, browser):
 def test_ask_is_disabled_while_answering(studio, browser, monkeypatch):
     from playwright.sync_api import expect
 
-    from app import service
-
     url, db_file = studio
-    real, calls = service.compare_stream, []
+    real, calls = compare_service.compare_stream, []
 
     def slow_compare_stream(*args, **kwargs):  # counts the runs; slow enough to click again meanwhile
         calls.append(1)
@@ -198,8 +199,8 @@ def test_ask_is_disabled_while_answering(studio, browser, monkeypatch):
             time.sleep(0.05)
             yield comp
 
-    monkeypatch.setattr(service, "compare_stream", slow_compare_stream)
-    clip, item = next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    monkeypatch.setattr(compare_service, "compare_stream", slow_compare_stream)
+    clip, item = next((p, it) for p, it in compare_service.example_items() if it["sub-category"] == "count")
     page = signed_in(browser, url, "bea")
     page.locator("#cmp-audio input[type=file]").set_input_files(clip)
     page.locator("#cmp-question textarea, #cmp-question input").first.fill(item["question"])
@@ -219,10 +220,8 @@ def test_ask_is_disabled_while_answering(studio, browser, monkeypatch):
 def test_no_vote_after_an_answer_pane_is_cleared(studio, browser):
     from playwright.sync_api import expect
 
-    from app import service
-
     url, db_file = studio
-    clip, item = next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    clip, item = next((p, it) for p, it in compare_service.example_items() if it["sub-category"] == "count")
     page = signed_in(browser, url, "ann")
     page.locator("#cmp-audio input[type=file]").set_input_files(clip)
     page.locator("#cmp-question textarea, #cmp-question input").first.fill(item["question"])

@@ -19,6 +19,9 @@ import pytest
 import studio_harness
 from studio_harness import CHROMIUM, configured_service, served
 
+from app.services import compare as compare_service
+from app.services import model as model_service
+
 USERS = {"ann": "ann-pw", "bea": "bea-pw"}
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -47,9 +50,7 @@ def client(url: str, user: str):
 
 
 def count_example() -> tuple[str, dict]:
-    from app import service
-
-    return next((p, it) for p, it in service.example_items() if it["sub-category"] == "count")
+    return next((p, it) for p, it in compare_service.example_items() if it["sub-category"] == "count")
 
 
 # ----------------------------------------------------------------------------------- made-up clips
@@ -367,13 +368,11 @@ def test_radio_groups_move_with_arrow_keys(studio, browser):
 def test_another_models_card_says_what_its_config_and_processor_say(studio, monkeypatch):
     """For a model other than the shipped one, the card claims nothing about its training: it gives what the
     config and processor say, and uploads are checked only against the clip window."""
-    from app import service
-
-    monkeypatch.setattr(service, "model_name", lambda: "someone/audio-model")
-    card = service.model_card("ann")
+    monkeypatch.setattr(model_service, "model_name", lambda: "someone/audio-model")
+    card = model_service.model_card("ann")
     assert card["model"] == "someone/audio-model" and card["synthetic_only"] is False
     assert card["trained_on"] is None and card["architecture"] == "Qwen2AudioForConditionalGeneration"
     assert card["clip_window_s"] == 3.0 and card["sampling_rate"] == 16000
-    assert "see its model card" in service.model_card_markdown("ann")
+    assert "see its model card" in model_service.model_card_markdown("ann")
     path, _ = count_example()
-    assert service.audio_check(path) == []
+    assert model_service.audio_check(path) == []

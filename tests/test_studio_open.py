@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from app.services import model as model_service
+from app.services import state as state_service
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, shipped_lm):
     import torch
 
-    from app import service, studio
+    from app import studio
 
     root = tmp_path_factory.mktemp("studio-open")
     threads = torch.get_num_threads()
@@ -22,14 +25,14 @@ def server(tmp_path_factory, shipped_lm):
         mp.setenv("AUDIO_THINKER_DB", f"sqlite:///{root / 'ratings.db'}")
         for var in ("AUDIO_THINKER_USERS", "AUDIO_THINKER_ADMINS", "SPACE_ID", "AUDIO_THINKER_MODEL"):
             mp.delenv(var, raising=False)
-        service.configure(
+        state_service.configure(
             lm=shipped_lm, runs_root=root / "runs", reward_model_dir=root / "rm", exports_dir=root / "exports"
         )
-        service.warm_up()
+        model_service.warm_up()
         demo, url = studio.serve()
         yield url
         demo.close()
-        service.configure(service.Settings())
+        state_service.configure(state_service.Settings())
     torch.set_num_threads(threads)
 
 

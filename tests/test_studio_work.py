@@ -10,6 +10,9 @@ import pytest
 import studio_harness
 from studio_harness import configured_service
 
+from app.services import rating as rating_service
+from app.services import state as state_service
+
 USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
 
 
@@ -51,7 +54,7 @@ def test_identical_traces_are_stored_once_and_queued_once_per_annotator(server, 
     assert count(workdir, "generations") == n_gen
     bea.predict(*ids(theirs), "A", api_name="/vote")  # bea was shown it too: she may vote
     # copies already in a database (an older studio, or two runs importing the same text) queue once
-    st = configured.store()
+    st = state_service.store()
     item = st.get_item(first["item_id"])
     raw = st.get_generation(first["a"]["generation_id"]).raw_text
     copies = [
@@ -60,7 +63,7 @@ def test_identical_traces_are_stored_once_and_queued_once_per_annotator(server, 
     queue = [t["generation_id"] for t in cat.predict(200, api_name="/queue")["traces"]]
     same = [g for g in queue if g in {first["a"]["generation_id"], *copies}]
     assert same == [first["a"]["generation_id"]]
-    assert configured.progress("cat")["todo"] == len(queue)
+    assert rating_service.progress("cat")["todo"] == len(queue)
     cat.predict(first["a"]["generation_id"], True, 0.6, api_name="/rate")
     queue = [t["generation_id"] for t in cat.predict(200, api_name="/queue")["traces"]]
     assert not set(queue) & {first["a"]["generation_id"], *copies}

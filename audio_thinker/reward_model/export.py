@@ -9,11 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
 
 __all__ = ["FORMATS", "export", "label_rows", "pair_rows"]
 
-FORMATS = ("trl", "jsonl", "hf")
+FORMATS = EXPORT_FORMATS  # the store names the export formats once
 
 
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:

@@ -1,0 +1,136 @@
+"""Ratings & reward model: counts, agreement data and vote rankings, exports, and training the learned judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from audio_thinker.store import EXPORT_FORMATS as EXPORT_FORMATS  # the export choices
+
+from .auth import is_admin, register_private, require_admin, scrub
+from .rating import my_ratings
+from .state import STATE, UserError, db, settings, store
+
+
+def counts() -> dict:
+    """Totals and counts by source and annotator (aggregates only)."""
+    st = store()
+    return db(st.counts)
+
+
+def _submitted() -> list:
+    st = store()
+    return db(lambda: list(st.ratings(statuses=("submitted",))))
+
+
+def agreement_data() -> dict:
+    """Per-generation consistency labels and quality values of submitted human ratings, by annotator."""
+    consistency: dict[str, dict[int, bool]] = {}
+    quality: dict[int, list[float]] = {}
+    for r in _submitted():
+        if r.source != "human":
+            continue
+        if r.consistent is not None:
+            consistency.setdefault(r.annotator, {})[r.generation_id] = bool(r.consistent)
+        if r.quality is not None:
+            quality.setdefault(r.generation_id, []).append(float(r.quality))
+    return {"consistency": consistency, "quality": quality}
+
+
+def vote_comparisons() -> tuple[list[tuple[int, int, float]], list[str]]:
+    """Votes as ``(player_a, player_b, score_a)`` over players "model · mode"; ties and both-bad are 0.5."""
+    st = store()
+    votes = db(lambda: list(st.votes()))
+    if not votes:
+        return [], []
+    gen_ids = {v.generation_a_id for v in votes} | {v.generation_b_id for v in votes}
+    models = db(lambda: st.generation_models(gen_ids))
+    player_of = {gid: f"{m} · {mode}" for gid, (m, mode) in models.items()}
+    names = sorted(set(player_of.values()))
+    index = {n: i for i, n in enumerate(names)}
+    score = {"A": 1.0, "B": 0.0, "tie": 0.5, "both_bad": 0.5}
+    comps = []
+    for v in votes:
+        a, b = player_of[v.generation_a_id], player_of[v.generation_b_id]
+        if a != b:
+            comps.append((index[a], index[b], score[v.choice]))
+    return comps, names
+
+
+def _reward_model() -> Any:
+    try:
+        from audio_thinker import reward_model
+    except ImportError as err:
+        raise UserError(f"The reward-model module is not available ({err}).") from err
+    return reward_model
+
+
+def export(user: str, fmt: str) -> str:
+    """An export file for ``user`` alone: admins get the preference data of every rating and vote
+    (``trl`` / ``jsonl`` / ``hf`` as a zip, by ``audio_thinker.reward_model.export``); other annotators get
+    their own ratings as JSONL.
+
+    Written to a new private temporary folder under a name with a random part, registered as ``user``'s
+    (the studio's HTTP guard serves it, and Gradio's copy of it, to nobody else) and deleted after
+    :data:`EXPORT_TTL_S` seconds; never into a shared folder.
+    """
+    import tempfile
+
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"Export format must be one of {', '.join(EXPORT_FORMATS)}.")
+    out_dir = Path(tempfile.mkdtemp(prefix="audio-thinker-export-"))  # mode 0700
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # noqa: UP017
+    tag = f"{stamp}-{os.urandom(8).hex()}"
+    try:
+        if not is_admin(user):
+            path = out_dir / f"my-ratings-{tag}.jsonl"
+            rows = my_ratings(user)
+            with path.open("w") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+        else:
+            rm = _reward_model()
+            target = out_dir / (f"ratings-hf-{tag}" if fmt == "hf" else f"ratings-{fmt}-{tag}.jsonl")
+            st = store()
+            try:
+                db(lambda: rm.export(st, str(target), fmt))
+            except rm.RewardModelError as err:
+                raise UserError(f"Nothing exported: {scrub(str(err))}.") from err
+            if target.is_dir():
+                archive = shutil.make_archive(str(target), "zip", root_dir=target)
+                shutil.rmtree(target, ignore_errors=True)
+                path = Path(archive)
+            else:
+                path = target
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    register_private(path.name, user, out_dir)
+    return str(path)
+
+
+def train_reward_model(user: str) -> dict:
+    """Train the learned judge on the store's ratings and votes into ``settings().reward_model_dir`` (tqdm
+    progress bars, which ``gr.Progress(track_tqdm=True)`` shows); returns its metrics."""
+    require_admin(user, "train the reward model")
+    rm = _reward_model()
+    if not STATE.train_lock.acquire(blocking=False):
+        raise UserError("A reward model is already training; wait for it to finish.")
+    try:
+        out = settings().reward_model_dir
+        cfg = rm.TrainConfig(out=str(out), progress=True)
+        st = store()
+        try:
+            metrics = db(lambda: rm.train(st, cfg))
+        except rm.RewardModelError as err:
+            raise UserError(f"Cannot train yet: {err}.") from err
+    finally:
+        STATE.train_lock.release()
+    metrics_file = out / "metrics.json"
+    if metrics_file.is_file():
+        return json.loads(metrics_file.read_text())
+    return metrics
