@@ -16,6 +16,8 @@ from typing import Any
 
 import gradio as gr
 
+from audio_thinker.rewards import QUALITY_GRID
+
 from .services import importing
 from .services import rating as service
 from .services.auth import annotator, is_admin
@@ -23,7 +25,7 @@ from .services.state import DB_CONCURRENCY, UserError
 from .ui import progress_bar, user_error
 
 GUIDELINES = Path(__file__).resolve().parent.parent / "annotations" / "guidelines.md"
-QUALITY_CHOICES = [f"{k / 10:.1f}" for k in range(11)]
+QUALITY_CHOICES = [f"{q:.1f}" for q in QUALITY_GRID]  # the R_t grid
 NO_FLAW = "none"
 
 

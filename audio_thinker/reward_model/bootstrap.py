@@ -99,15 +99,7 @@ def _wav_bytes(audio: np.ndarray, sampling_rate: int) -> bytes:
 
 
 def _bootstrapped_items(store: Any) -> set[int]:
-    from sqlalchemy import select
-
-    from ..store import Generation
-
-    with store.session() as session:
-        rows = session.scalars(
-            select(Generation.item_id).where(Generation.run.in_([BOOTSTRAP_RUN, CORRUPTED_RUN])).distinct()
-        )
-        return set(rows)
+    return store.items_with_generations([BOOTSTRAP_RUN, CORRUPTED_RUN])
 
 
 def bootstrap(

@@ -390,6 +390,12 @@ class StoreCore:
         with self.session() as session:
             return {gid: (model, mode) for gid, model, mode in session.execute(query).all()}
 
+    def items_with_generations(self, runs: Iterable[str]) -> set[int]:
+        """Ids of the items that have at least one generation from one of ``runs``."""
+        query = select(Generation.item_id).where(Generation.run.in_(list(runs))).distinct()
+        with self.session() as session:
+            return set(session.scalars(query))
+
     # ----------------------------------------------------------------------------------------- annotators
 
     @staticmethod
