@@ -1,14 +1,15 @@
 """Build the shipped tiny audio LM from scratch: tokenizer, processor, and a supervised warm start.
 
-    python -m audio_thinker.warmstart --out audio_thinker/assets/tiny-qwen2-audio
+The shipped weights are two runs (docs/models.md): a model trained on gold traces from random init, then
+continued on a flawed teacher's traces (issue #16: a base with the paper's conditions; the teacher, its
+flaw rates and direct-answer shares are in :mod:`audio_thinker.teacher`):
 
-Or continue from the shipped model on a flawed teacher's traces (issue #16: a base with the paper's
-conditions; the teacher, its flaw rates and direct-answer shares are in :mod:`audio_thinker.teacher`):
+    python -m audio_thinker.warmstart --out runs/tiny-gold
+    python -m audio_thinker.warmstart --init runs/tiny-gold --teacher flawed --threads 1 --out audio_thinker/assets/tiny-qwen2-audio
 
-    python -m audio_thinker.warmstart --from-shipped --teacher flawed --out /work/runs-fidelity/base
-
-``--from-shipped`` (or ``--init DIR``) loads the model, tokenizer and processor, skips stage 1 and runs
-stage 2 with the fine-tuning defaults of ``FINETUNE_DEFAULTS`` (any flag given explicitly wins).
+``--init DIR`` (or ``--from-shipped``: the shipped checkpoint) loads the model, tokenizer and processor,
+skips stage 1 and runs stage 2 with the fine-tuning defaults of ``FINETUNE_DEFAULTS`` (any flag given
+explicitly wins).
 
 Two stages, both on freshly generated synth-aqa items (never the same clip twice):
 
