@@ -125,19 +125,21 @@ def items_digest(items: list[dict]) -> str:
     return h.hexdigest()
 
 
-def evaluate_row(path: str, mode: str, sets: dict[str, list[dict]], out: Path, judge) -> dict[str, dict]:
+def evaluate_row(
+    path: str, mode: str, sets: dict[str, list[dict]], digests: dict[str, str], out: Path, judge
+) -> dict[str, dict]:
     """Metrics of one model on every evaluation set (``out/<set>/metrics.json`` and ``predictions.json``).
 
-    A set whose saved metrics were measured on the same weights, prompt mode and items (audio included)
-    is read back instead of evaluated again, so a repeated or interrupted ablation only evaluates what is
-    missing."""
+    A set whose saved metrics were measured on the same weights, prompt mode and items (``digests``: the
+    :func:`items_digest` of each set, audio included) is read back instead of evaluated again, so a repeated
+    or interrupted ablation only evaluates what is missing."""
     from .evaluate import evaluate
     from .inference import AudioLM
 
     weights = weights_digest(path)
     lm, result = None, {}
     for name, items in sets.items():
-        key = {"weights_sha256": weights, "mode": mode, "items_sha256": items_digest(items)}
+        key = {"weights_sha256": weights, "mode": mode, "items_sha256": digests[name]}
         d = out / name
         saved = d / "metrics.json"
         if saved.exists():
@@ -182,7 +184,8 @@ def run_ablation(
     data = eval_sets(eval_seed, eval_per_task)
     judge = make_judge("oracle")
     base_path = first.model or str(default_model_path())
-    base = evaluate_row(base_path, THINK, data, out / "eval" / "base", judge)
+    digests = {name: items_digest(items) for name, items in data.items()}  # once, not once per model
+    base = evaluate_row(base_path, THINK, data, digests, out / "eval" / "base", judge)
     rows: dict[str, dict] = {"base": {"mode": THINK, "seeds": {"-": base}}}
     for name in sets:
         mode = REWARD_SETS[name].prompt_mode
@@ -190,7 +193,7 @@ def run_ablation(
             "mode": mode,
             "seeds": {
                 str(seed): evaluate_row(
-                    finals[name, seed], mode, data, out / "eval" / name / f"seed-{seed}", judge
+                    finals[name, seed], mode, data, digests, out / "eval" / name / f"seed-{seed}", judge
                 )
                 for seed in seeds
             },
