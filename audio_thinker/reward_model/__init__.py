@@ -67,7 +67,7 @@ from .data import (
     split_items,
     vote_pairs,
 )
-from .export import FORMATS, export, label_rows, pair_rows
+from .export import export, label_rows, pair_rows
 from .model import TINY_CONFIG, build_model, default_tokenizer_path
 from .train import METRICS_FILE, PLOT_FILE, TrainConfig, fit_isotonic, roc_auc, train
 
@@ -76,7 +76,6 @@ __all__ = [
     "CORRUPTED_RUN",
     "CORRUPTIONS",
     "DEFAULT_TEMPERATURES",
-    "FORMATS",
     "HUMAN_WEIGHT",
     "METRICS_FILE",
     "PLOT_FILE",

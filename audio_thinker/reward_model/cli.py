@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..store import EXPORT_FORMATS
 from .bootstrap import DEFAULT_TEMPERATURES, bootstrap
 from .data import RewardModelError, check_sources
-from .export import FORMATS, export
+from .export import export
 from .train import METRICS_FILE, TrainConfig, train
 
 __all__ = ["main"]
@@ -102,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", parents=[common], help="export preference pairs (or per-trace labels)")
     e.add_argument("--out", required=True, help="output file (trl, jsonl) or folder (hf)")
-    e.add_argument("--format", required=True, choices=FORMATS)
+    e.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     e.add_argument("--sources", type=_sources, default=None, help="rating sources (default: all)")
     e.add_argument("--what", default="pairs", choices=("pairs", "labels"))
     e.add_argument("--no-reference", action="store_true")

@@ -12,9 +12,7 @@ from typing import Any
 from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
 
-__all__ = ["FORMATS", "export", "label_rows", "pair_rows"]
-
-FORMATS = EXPORT_FORMATS  # the store names the export formats once
+__all__ = ["export", "label_rows", "pair_rows"]
 
 
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
@@ -56,8 +54,8 @@ def export(
     :data:`HUMAN_WEIGHT` times (feed it to ``RewardTrainer`` as is). ``jsonl`` / ``hf``: one row per pair
     with ``weight``, ``origin``, item and generation ids and both qualities.
     """
-    if fmt not in FORMATS:
-        raise RewardModelError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise RewardModelError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
     if what not in ("pairs", "labels"):
         raise RewardModelError(f"--what must be pairs or labels, got {what!r}")
     if what == "labels" and fmt == "trl":
