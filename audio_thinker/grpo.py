@@ -88,7 +88,7 @@ class GRPOConfig:
     micro_batch_prompts: int = _arg(4, "prompts (x G completions) per forward/backward")
     max_new_tokens: int = _arg(128, "longest completion in tokens")
     temperature: float = _arg(1.0, "sampling temperature of the rollouts (and of the log-probs)")
-    learning_rate: float = _arg(2e-5, "peak learning rate (the paper: 1e-6 on 7B)")
+    learning_rate: float = _arg(1e-4, "peak learning rate (the tiny model; the paper: 1e-6 on 7B)")
     lr_scheduler: str = _arg("constant_with_warmup", "transformers scheduler name")
     warmup_steps: int = _arg(5, "warm-up optimizer steps")
     weight_decay: float = _arg(0.0, "AdamW weight decay")
