@@ -132,6 +132,7 @@ def main(out: str, sync: bool) -> None:
     if rank == 0:
         with open(out, "w") as f:
             json.dump(gathered, f)
+    dist.barrier()  # both ranks done before teardown (a gloo teardown abort was seen once under load)
     dist.destroy_process_group()
 
 
