@@ -48,6 +48,7 @@ from .policy import (
 from .prompts import ADAPTIVE, THINK
 from .rewards import (
     LOGGED_TERMS,
+    NO_THINK_CONSISTENCY,
     REWARD_SETS,
     RewardFunction,
     Verdict,
@@ -101,6 +102,10 @@ class GRPOConfig:
     scale_rewards: str = _arg("group", f"advantage std: {', '.join(SCALE_REWARDS)} (Dr. GRPO)")
     num_iterations: int = _arg(1, "optimizer updates μ per rollout batch")
     w_consistency: float = _arg(0.5, "weight w_c of R_c in Eq. 7: R_a (1 + w_c R_c)")
+    no_think_consistency: str = _arg(
+        "one",
+        "R_c of a direct answer: one (the paper) or think-mean (the batch mean of the think answers' R_c)",
+    )
     w_format: float | None = _arg(None, "weight of R_f; none: 0.5 with ATAR (Eq. 7), 1 in grpo, grpo-nothink")
     w_quality: float = _arg(1.0, "weight of R_t in Eq. 7")
     lora: bool = _arg(False, "train a LoRA adapter (merged into OUT/final) instead of all weights")
@@ -142,6 +147,11 @@ class GRPOConfig:
             )
         if self.num_iterations < 1 or self.max_steps < 1 or self.prompts_per_step < 1:
             raise ValueError("num_iterations, max_steps and prompts_per_step must be positive")
+        if self.no_think_consistency not in NO_THINK_CONSISTENCY:
+            raise ValueError(
+                f"no_think_consistency {self.no_think_consistency!r} unknown; "
+                f"choose from {list(NO_THINK_CONSISTENCY)}"
+            )
         if self.rollout not in ROLLOUTS:
             raise ValueError(f"rollout {self.rollout!r} unknown; choose from {list(ROLLOUTS)}")
 
@@ -213,6 +223,7 @@ def score_completions(
         "verdicts": list(verdicts),
         "step": step,
         "max_steps": cfg.max_steps,
+        "no_think_consistency": cfg.no_think_consistency,
     }
     prompts = [it["question"] for it in items]
     funcs = cfg.reward_funcs

@@ -14,7 +14,9 @@ reasoned inside ``<think>…</think>``; ``correct`` marks right final answers.
 
   At the end of training (p = 0) both gates are 1, giving {1, 0, 2, -1}.
 * Consistency reward R_c ∈ {0, 1} (an LLM judge: is the answer consistent with the
-  reasoning); no-think completions get 1; gated to 0 when the answer is wrong.
+  reasoning); no-think completions get 1 (the paper's rule; ``no_think_consistency="think-mean"``
+  gives them the batch mean of the think completions' judged R_c instead, as R_t is filled);
+  gated to 0 when the answer is wrong.
 * Think-quality reward R_t ∈ [0, 1] in steps of 0.1 (an LLM judge); no-think
   completions get the batch mean over think completions.
 * Format reward R_f ∈ {0, 1} (see :func:`format_reward`).
@@ -37,6 +39,7 @@ from .prompts import ADAPTIVE, INVALID_OUTPUT, NO_THINK, NO_THINK_OUTPUT, THINK,
 
 __all__ = [
     "LOGGED_TERMS",
+    "NO_THINK_CONSISTENCY",
     "REWARD_SETS",
     "Mode",
     "Parsed",
@@ -240,25 +243,40 @@ def total_reward(
     return r_a * (1.0 + w_c * r_c) + w_f * r_f + w_t * r_t
 
 
+NO_THINK_CONSISTENCY = ("one", "think-mean")
+"""R_c of a no-think completion: ``one``, the paper's rule (a direct answer counts as consistent), or
+``think-mean``, the batch mean of the think completions' judged R_c (before the gate), the way the paper
+fills R_t; 0.0 when the batch has no think completion. Either is gated by the completion's correctness."""
+
+
 def consistency_gate(
-    r_c: Sequence[float | None], correct: Sequence[bool], think: Sequence[bool]
+    r_c: Sequence[float | None],
+    correct: Sequence[bool],
+    think: Sequence[bool],
+    no_think: str = "one",
 ) -> list[float]:
-    """Gated consistency reward R_c: judge value (0 or 1) for think, 1 for no-think, 0 when wrong.
+    """Gated consistency reward R_c: judge value (0 or 1) for think, ``no_think``'s rule
+    (:data:`NO_THINK_CONSISTENCY`) for no-think, 0 when wrong.
 
     Entries for no-think completions are ignored (may be None). Raises ValueError on length
-    mismatch or a think entry outside {0, 1}.
+    mismatch, a think entry outside {0, 1} or an unknown rule.
     """
     if not len(r_c) == len(correct) == len(think):
         raise ValueError(f"length mismatch: {len(r_c)}, {len(correct)}, {len(think)}")
-    out: list[float] = []
-    for rc, c, t in zip(r_c, correct, think, strict=True):
-        value = 1.0
+    if no_think not in NO_THINK_CONSISTENCY:
+        raise ValueError(
+            f"no_think_consistency {no_think!r} unknown; choose from {list(NO_THINK_CONSISTENCY)}"
+        )
+    judged: list[float] = []
+    for rc, t in zip(r_c, think, strict=True):
         if t:
             if rc is None or rc not in (0, 1):
                 raise ValueError(f"consistency reward must be 0 or 1 for think completions, got {rc!r}")
-            value = float(rc)
-        out.append(value if c else 0.0)
-    return out
+            judged.append(float(rc))
+    fill = 1.0 if no_think == "one" else (sum(judged) / len(judged) if judged else 0.0)
+    it = iter(judged)
+    ungated = [next(it) if t else fill for t in think]
+    return [value if c else 0.0 for value, c in zip(ungated, correct, strict=True)]
 
 
 QUALITY_STEPS = 10
@@ -346,7 +364,10 @@ def _think_and_correct(
 
 
 def _judged_terms(
-    think: Sequence[bool], correct: Sequence[bool], verdicts: Sequence[Verdict | None]
+    think: Sequence[bool],
+    correct: Sequence[bool],
+    verdicts: Sequence[Verdict | None],
+    no_think_consistency: str = "one",
 ) -> tuple[list[float], list[float], list[float | None]]:
     """Gated R_c, filled R_t, and the judge's raw consistency (None where not judged) for a batch.
 
@@ -358,7 +379,8 @@ def _judged_terms(
     for i, t in enumerate(think):
         if t and raw_c[i] is None:
             raw_c[i], raw_t[i] = 0.0, 0.0
-    return consistency_gate(raw_c, correct, think), fill_no_think_quality(raw_t, think), raw_c
+    r_c = consistency_gate(raw_c, correct, think, no_think_consistency)
+    return r_c, fill_no_think_quality(raw_t, think), raw_c
 
 
 def format_reward_func(prompts: Sequence[str], completions: Sequence[str], **_) -> list[float]:
@@ -402,15 +424,17 @@ def consistency_reward_func(
     verdicts: Sequence[Verdict | None],
     step: int,
     max_steps: int,
+    no_think_consistency: str = "one",
     **_,
 ) -> list[float]:
     """Eq. 7's consistency summand ``R_a · R_c`` (ATAR's R_a, gated R_c), to be weighted by w_c.
 
     ``R_a (1 + w_c R_c) = R_a + w_c (R_a R_c)``: R_c scales the accuracy reward rather than adding to it.
+    ``no_think_consistency``: the R_c of direct answers (:data:`NO_THINK_CONSISTENCY`).
     """
     think, correct = _think_and_correct(completions, answer, choices)
     r_a = atar(think, correct, step, max_steps)
-    r_c, _, _ = _judged_terms(think, correct, verdicts)
+    r_c, _, _ = _judged_terms(think, correct, verdicts, no_think_consistency)
     return [a * c for a, c in zip(r_a, r_c, strict=True)]
 
 
@@ -501,10 +525,11 @@ def completion_terms(
     answer: Sequence[str],
     choices: Sequence[Sequence[str]],
     verdicts: Sequence[Verdict | None],
+    no_think_consistency: str = "one",
     **_,
 ) -> dict[str, list]:
     """What a run logs per completion besides the rewards: think mode, correct answer, gated R_c
     (``consistency``), filled R_t (``quality``) and the judge's raw consistency (None where not judged)."""
     think, correct = _think_and_correct(completions, answer, choices)
-    r_c, r_t, raw_c = _judged_terms(think, correct, verdicts)
+    r_c, r_t, raw_c = _judged_terms(think, correct, verdicts, no_think_consistency)
     return {"think": think, "correct": correct, "consistency": r_c, "quality": r_t, "judge_consistent": raw_c}

@@ -45,6 +45,43 @@ middle_odd_shift    odd_one     the odd tone is middle (1/3)               names
 long_last_ramble    longest     the long beep is the third (1/3)           rambles (low R_t, right answer)
 ==================  ==========  =========================================  ==============================
 
+**Flaws that leave the answer right** (issue #23: the paper's how-to-think premise, that a base often
+reaches right answers through reasoning that does not support them, and that the quality of its reasoning
+varies apart from correctness). Also keyed on what is heard, at ``systematic_rate``, on items no flaw
+above is keyed on; each one keeps the right answer:
+
+=====================  ==========  ===================================  ===================================
+name                   task        when (share of the task's items)     what the teacher does
+=====================  ==========  ===================================  ===================================
+chirp_heard_flipped    sound_type  a chirp sweeping down (1/8)          hears it sweep up (consistent,
+                                                                        right; a wrong claim)
+high_heard_low         pitch_lvl   the tone is high and long (1/6)      claims low, answers high
+                                                                        (inconsistent, right)
+long_heard_short       pitch_lvl   the tone is low and long (1/6)       claims short (consistent, right;
+                                                                        a wrong claim)
+loud_heard_quiet       loudness    the tone is loud and long (1/4)      claims quiet, answers loud
+                                                                        (inconsistent, right)
+count_heard_long       count       three beeps (1/6)                    claims beep 2 long (consistent,
+                                                                        right; a wrong claim)
+diff_swapped           hl_diff     four beeps, unequal counts (~1/6)    writes "small - big = d"
+                                                                        (inconsistent, right)
+hl_heard_long          hl_diff     three beeps (1/4)                    claims beep 1 long (consistent,
+                                                                        right; a wrong claim)
+pattern_step_slip      pattern     the first tone is middle (1/3)       the second step repeats the
+                                                                        first's direction, the answer
+                                                                        is right (inconsistent, right)
+pattern_heard_long     pattern     rising or falling (1/3)              claims beep 2 long (consistent,
+                                                                        right; a wrong claim)
+odd_count_slip         odd_one     the common tone is middle (1/3)      counts every beep as the common
+                                                                        ones ("Four beeps are middle")
+                                                                        (inconsistent, right)
+odd_heard_long         odd_one     neither tone is middle (1/3)         claims the odd beep long
+                                                                        (consistent, right; a wrong claim)
+=====================  ==========  ===================================  ===================================
+
+``right_slip_rate`` — at random, a claim that does not decide the answer is mis-heard: one onset said
+0.4 s off (consistent, right; R_t falls). Traces without onsets are left as they are.
+
 **Direct answers** (no-think targets) are the gold answer: the teacher perceives well. How many of them a
 difficulty keeps is ``direct_share`` (the rest are shown with a trace instead): compositional (hard)
 questions mostly come with a rationale, so the base's direct answers stay weak there and strong on
@@ -55,6 +92,7 @@ middle tone is answered right directly and wrong, more often than not, through a
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,6 +110,22 @@ SYSTEMATIC_FLAWS = (
     "middle_odd_shift",
     "long_last_ramble",
 )
+RIGHT_ANSWER_FLAWS = (
+    "chirp_heard_flipped",
+    "high_heard_low",
+    "long_heard_short",
+    "loud_heard_quiet",
+    "count_heard_long",
+    "diff_swapped",
+    "hl_heard_long",
+    "pattern_step_slip",
+    "pattern_heard_long",
+    "odd_count_slip",
+    "odd_heard_long",
+)
+"""The keyed flaws that keep the answer right (the module docstring's second table)."""
+ALL_FLAWS = SYSTEMATIC_FLAWS + RIGHT_ANSWER_FLAWS
+ONSET_SLIP_SECONDS = 0.4
 FILLERS = (
     "Let me listen again.",
     "Hmm, wait.",
@@ -89,19 +143,27 @@ class TeacherConfig:
     slip_rate: float = 0.08
     inconsistent_rate: float = 0.06
     ramble_rate: float = 0.15
+    right_slip_rate: float = 0.08
     systematic_rate: float = 0.8  # 0.7 in it1: greedy took too few keyed flaws (docs/fidelity.md)
-    systematic: tuple[str, ...] = SYSTEMATIC_FLAWS
+    systematic: tuple[str, ...] = ALL_FLAWS
     direct_share: dict = field(default_factory=lambda: {"easy": 1.0, "medium": 1.0, "hard": 0.05})
 
     @classmethod
     def gold(cls) -> TeacherConfig:
-        return cls(slip_rate=0.0, inconsistent_rate=0.0, ramble_rate=0.0, systematic_rate=0.0, systematic=())
+        return cls(
+            slip_rate=0.0,
+            inconsistent_rate=0.0,
+            ramble_rate=0.0,
+            right_slip_rate=0.0,
+            systematic_rate=0.0,
+            systematic=(),
+        )
 
     def __post_init__(self) -> None:
         self.systematic = tuple(self.systematic)
-        if bad := [s for s in self.systematic if s not in SYSTEMATIC_FLAWS]:
-            raise ValueError(f"unknown systematic flaw(s) {bad}; known: {', '.join(SYSTEMATIC_FLAWS)}")
-        for name in ("slip_rate", "inconsistent_rate", "ramble_rate", "systematic_rate"):
+        if bad := [s for s in self.systematic if s not in ALL_FLAWS]:
+            raise ValueError(f"unknown systematic flaw(s) {bad}; known: {', '.join(ALL_FLAWS)}")
+        for name in ("slip_rate", "inconsistent_rate", "ramble_rate", "right_slip_rate", "systematic_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -116,27 +178,48 @@ class Target:
 
 
 def systematic_flaw(item: dict) -> str | None:
-    """The systematic flaw keyed on this item's properties (None when none applies)."""
+    """The keyed flaw (:data:`ALL_FLAWS`) for this item's properties (None when none applies)."""
     task = item["sub-category"]
-    tones = [e for e in item["events"] if e["kind"] == "tone"]
+    events = item["events"]
+    tones = [e for e in events if e["kind"] == "tone"]
     pitches = [e["pitch"] for e in tones]
-    if task == "pitch_level" and pitches == ["middle"]:
-        return "middle_heard_low"
-    if task == "loudness" and [(e["level"], e["length"]) for e in tones] == [("quiet", "short")]:
-        return "quiet_heard_loud"
-    if task == "count" and len(tones) > 4:
-        return "lost_count"
+    lengths = [e["length"] for e in tones]
+    if task == "sound_type":
+        chirp = events[0] if len(events) == 1 and events[0]["kind"] == "chirp" else None
+        return "chirp_heard_flipped" if chirp and chirp["f_end"] < chirp["f_start"] else None
+    if task == "pitch_level":
+        if pitches == ["middle"]:
+            return "middle_heard_low"
+        if lengths == ["long"]:
+            return "high_heard_low" if pitches == ["high"] else "long_heard_short"
+        return None
+    if task == "loudness":
+        levels = [(e["level"], e["length"]) for e in tones]
+        return {("quiet", "short"): "quiet_heard_loud", ("loud", "long"): "loud_heard_quiet"}.get(
+            levels[0] if len(levels) == 1 else None
+        )
+    if task == "count":
+        return "lost_count" if len(tones) > 4 else "count_heard_long" if len(tones) == 3 else None
     if task == "compare_pitch" and pitches[1:2] == ["middle"]:
         # keyed on the second tone: the trace's comparison sentence starts with it ("Middle is ..."), so
         # the key is in view where the flaw happens (measured: keyed on either tone being middle, the
         # base learned a 45% flip on every comparison and greedy decoding kept the right word; it1)
         return "middle_compare"
-    if task == "high_low_difference" and len(tones) >= 5:
-        return "fifth_beep_flip"
-    if task == "pitch_pattern" and len(pitches) == 3 and pitches[2] == "middle":
-        return "middle_last_step"
-    if task == "odd_one_out" and pitches.count("middle") == 1:
-        return "middle_odd_shift"
+    if task == "high_low_difference":
+        if len(tones) >= 5:
+            return "fifth_beep_flip"
+        if len(tones) == 4 and pitches.count("high") != 2:
+            return "diff_swapped"
+        return "hl_heard_long" if len(tones) == 3 else None
+    if task == "pitch_pattern" and len(pitches) == 3:
+        if pitches[2] == "middle":
+            return "middle_last_step"
+        return "pattern_step_slip" if pitches[0] == "middle" else "pattern_heard_long"
+    if task == "odd_one_out" and len(set(pitches)) == 2:
+        common = max(set(pitches), key=pitches.count)
+        if pitches.count("middle") == 1:
+            return "middle_odd_shift"
+        return "odd_count_slip" if common == "middle" else "odd_heard_long"
     if task == "longest" and [e["length"] for e in tones].index("long") == 2:
         return "long_last_ramble"
     return None
@@ -191,7 +274,68 @@ def _apply_systematic(name: str, item: dict, events: list[synth.Event]) -> Targe
         return Target(_trace(task, events, synth.ORDINALS[j], why), synth.ORDINALS[j], [])
     if name == "long_last_ramble":
         return None  # handled as a ramble by the caller
-    raise KeyError(name)
+    return _apply_right_answer(name, item, events)
+
+
+def _claim_length_flipped(trace: str, k: int) -> str:
+    """``trace`` with beep ``k``'s claim saying the other length ("Beep 2 at 0.5 s: middle, long.")."""
+    m = re.search(rf"Beep {k}(?: at [0-9.]+ s)?(: [a-z, ]+)?(?= \(|\.)", trace)
+    if m is None:
+        raise ValueError(f"no claim of beep {k} in {trace!r}")
+    attrs = m.group(1) or ""
+    said = "short" if re.search(r"\blong\b", attrs) else "long"
+    if "long" in attrs or "short" in attrs:
+        new = re.sub(r"\b(long|short)\b", said, m.group(0))
+    else:
+        new = m.group(0) + (f", {said}" if attrs else f": {said}")
+    return trace[: m.start()] + new + trace[m.end() :]
+
+
+def _apply_right_answer(name: str, item: dict, events: list[synth.Event]) -> Target:
+    """A flawed trace that still ends in the item's (right) answer (:data:`RIGHT_ANSWER_FLAWS`)."""
+    task, answer = item["sub-category"], item["answer"]
+    derived = synth.derive(task, events)
+    why = derived[1] if derived else ""
+    if name == "chirp_heard_flipped":
+        ev = events[0]
+        heard = [dataclasses.replace(ev, f_start=ev.f_end, f_end=ev.f_start)]
+        return Target(_trace(task, heard, answer, ""), answer, [name])
+    if name == "high_heard_low":
+        return Target(_trace(task, [dataclasses.replace(events[0], pitch="low")], answer, ""), answer, [name])
+    if name == "long_heard_short":
+        heard = [dataclasses.replace(events[0], length="short")]
+        return Target(_trace(task, heard, answer, ""), answer, [name])
+    if name == "loud_heard_quiet":
+        heard = [dataclasses.replace(events[0], level="quiet")]
+        return Target(_trace(task, heard, answer, ""), answer, [name])
+    if name == "diff_swapped":
+        big, small, diff = (int(x) for x in re.findall(r"[0-9]+", why))
+        return Target(_trace(task, events, answer, f"{small} - {big} = {diff}."), answer, [name])
+    if name == "pattern_step_slip":
+        s1 = synth._step_word(events[0].pitch, events[1].pitch)
+        slip = f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s1}."
+        return Target(_trace(task, events, answer, slip), answer, [name])
+    if name == "odd_count_slip":
+        n = synth._COUNT_WORDS[len(events)].capitalize()
+        slip = re.sub(r"^\w+ beeps", f"{n} beeps", why)
+        return Target(_trace(task, events, answer, slip), answer, [name])
+    k = {"count_heard_long": 2, "hl_heard_long": 1, "pattern_heard_long": 2}.get(name)
+    if name == "odd_heard_long":
+        k = synth.ORDINALS.index(answer) + 1
+    if k is None:
+        raise KeyError(name)
+    return Target(_claim_length_flipped(_trace(task, events, answer, why), k), answer, [name])
+
+
+def _onset_slip(trace: str, rng: np.random.Generator) -> str | None:
+    """``trace`` with one onset said :data:`ONSET_SLIP_SECONDS` off (None: the trace states no onset)."""
+    onsets = list(re.finditer(r"\bat ([0-9]+\.[0-9]) s\b", trace))
+    if not onsets:
+        return None
+    m = onsets[int(rng.integers(len(onsets)))]
+    t = float(m.group(1))
+    said = t + ONSET_SLIP_SECONDS if t + ONSET_SLIP_SECONDS <= 2.9 else t - ONSET_SLIP_SECONDS
+    return trace[: m.start(1)] + f"{said:.1f}" + trace[m.end(1) :]
 
 
 def _random_slip(item: dict, events: list[synth.Event], rng: np.random.Generator) -> Target | None:
@@ -264,6 +408,11 @@ def think_target(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> Ta
             w = str(rng.choice(wrong))
             trace = item["reasoning"].rsplit("So the answer is ", 1)[0] + f"So the answer is {w}."
             target = Target(trace, w, ["inconsistent"])
+        elif (
+            r < cfg.slip_rate + cfg.inconsistent_rate + cfg.right_slip_rate
+            and (slipped_trace := _onset_slip(target.trace, rng)) is not None
+        ):
+            target = Target(slipped_trace, answer, ["onset_slip"])
     if ramble:
         target = Target(_ramble(target.trace, gold_why, rng), target.answer, [*target.flaws, "ramble"])
     return target

@@ -75,8 +75,10 @@ class WarmstartConfig:
     slip_rate: float = teaching.TeacherConfig.slip_rate
     inconsistent_rate: float = teaching.TeacherConfig.inconsistent_rate
     ramble_rate: float = teaching.TeacherConfig.ramble_rate
+    right_slip_rate: float = teaching.TeacherConfig.right_slip_rate
     systematic_rate: float = teaching.TeacherConfig.systematic_rate
-    systematic: str = "all"  # comma-separated names of teaching.SYSTEMATIC_FLAWS, all, or none
+    # comma-separated names of teaching.ALL_FLAWS; all; wrong-answer (the #16 base's: SYSTEMATIC_FLAWS); none
+    systematic: str = "all"
     easy_direct_share: float = DIRECT_SHARE["easy"]
     medium_direct_share: float = DIRECT_SHARE["medium"]
     encoder_steps: int = 300
@@ -102,13 +104,17 @@ class WarmstartConfig:
             return None
         if self.teacher != "flawed":
             raise ValueError(f"unknown teacher {self.teacher!r}; choose gold or flawed")
-        names = {"all": teaching.SYSTEMATIC_FLAWS, "none": (), "": ()}.get(
-            self.systematic, tuple(n for n in self.systematic.split(",") if n)
-        )
+        names = {
+            "all": teaching.ALL_FLAWS,
+            "wrong-answer": teaching.SYSTEMATIC_FLAWS,
+            "none": (),
+            "": (),
+        }.get(self.systematic, tuple(n for n in self.systematic.split(",") if n))
         return teaching.TeacherConfig(
             slip_rate=self.slip_rate,
             inconsistent_rate=self.inconsistent_rate,
             ramble_rate=self.ramble_rate,
+            right_slip_rate=self.right_slip_rate,
             systematic_rate=self.systematic_rate,
             systematic=names,
             direct_share=self.direct_share(),

@@ -53,6 +53,31 @@ def test_score_completions_full_reward_by_hand():
     assert s["total"] == pytest.approx(expected)
 
 
+def test_no_think_consistency_option_reaches_the_reward():
+    """--no-think-consistency think-mean: a right direct answer's R_c is the batch mean of the think
+    completions' judged R_c, in the logged term and in Eq. 7's total; the paper's rule gives it 1."""
+    it = _item()
+    gold, ans = it["reasoning"], it["answer"]
+    wrong = next(c for c in it["choices"] if c != ans)
+    contradicted = gold.replace(f"So the answer is {ans}.", f"So the answer is {wrong}.")
+    completions = [
+        f"<think>{gold}</think><answer>{ans}</answer>",  # judged consistent
+        f"<think>{contradicted}</think><answer>{ans}</answer>",  # judged inconsistent, right
+        f"<answer>{ans}</answer>",  # no-think, right
+    ]
+    by_rule = {}
+    for rule in ("one", "think-mean"):
+        cfg = GRPOConfig(reward_set="full", max_steps=10, no_think_consistency=rule)
+        cfg.validate()
+        by_rule[rule] = score_completions(completions, [it] * 3, cfg=cfg, step=0, judge=make_judge("oracle"))
+    assert by_rule["one"]["consistency"] == [1.0, 0.0, 1.0]
+    assert by_rule["think-mean"]["consistency"] == [1.0, 0.0, 0.5]
+    a = by_rule["one"]["accuracy_reward"][2]
+    assert by_rule["one"]["total"][2] - by_rule["think-mean"]["total"][2] == pytest.approx(0.5 * a * 0.5)
+    with pytest.raises(ValueError, match="no_think_consistency"):
+        GRPOConfig(no_think_consistency="zero").validate()
+
+
 def test_grpo_reward_set_is_accuracy_plus_format():
     it = _item("count")
     cfg = GRPOConfig(reward_set="grpo")

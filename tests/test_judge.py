@@ -252,15 +252,19 @@ def test_choices_fall_back_to_item(oracle, items):
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_answer_that_does_not_follow_is_inconsistent_but_quality_stays(oracle, items, task):
+def test_answer_that_does_not_follow_is_inconsistent(oracle, items, task):
     for item in items[task][:10]:
         wrong = next(c for c in item["choices"] if c != item["answer"])
-        v = judged(oracle, item, item["reasoning"], wrong)  # the final <answer> disagrees
+        v = judged(oracle, item, item["reasoning"], wrong)  # the final <answer> disagrees: R_c only
         assert (v.consistent, v.quality) == (0, 1.0), v
-        # the trace's own conclusion changed too: the facts still do not imply it
+        # the trace's own conclusion changed too: the facts do not imply it, and the trace contradicts
+        # itself, which costs quality (a contradiction weighs 6: more than a mis-heard onset, 3)
         think = item["reasoning"].replace(f"So the answer is {item['answer']}.", f"So the answer is {wrong}.")
         v = judged(oracle, item, think, wrong)
-        assert (v.consistent, v.quality) == (0, 1.0), v
+        assert v.consistent == 0 and v.quality < 1.0 and "does not follow" in v.detail, v
+        if item["events"] and " at " in item["reasoning"]:
+            slipped = judged(oracle, item, shift_onset(item["reasoning"], item, 0, 0.5))
+            assert v.quality < slipped.quality < 1.0, (v, slipped)
 
 
 def test_conclusion_contradicting_final_answer_is_inconsistent(oracle, items):
@@ -311,6 +315,22 @@ def test_mislabelled_pitch_recomputed_derivation_example(oracle):
 # ---------------------------------------------------------------- oracle: quality penalties
 
 
+def test_grade_weighs_errors_by_kind(oracle, items):
+    """The documented grade on pitch-pattern traces (12 checks): a filler sentence 0.9, a mis-heard length
+    0.8, a derivation step that contradicts the trace's own claims 0.6."""
+    for item in items["pitch_pattern"]:
+        gold = item["reasoning"]
+        assert judged(oracle, item, gold).quality == 1.0
+        filler = gold.replace(" That is 3 beeps.", " Let me listen again. That is 3 beeps.")
+        long_claim = re.sub(r"(Beep 2 at [0-9.]+ s: \w+)\.", r"\1, long.", gold)
+        m = re.search(r"from beep 2 to beep 3 it goes (up|down)", gold)
+        other = {"up": "down", "down": "up"}[m.group(1)]
+        step = gold.replace(m.group(0), f"from beep 2 to beep 3 it goes {other}")
+        grades = [judged(oracle, item, t) for t in (filler, long_claim, step)]
+        assert [v.quality for v in grades] == [0.9, 0.8, 0.6], grades
+        assert [v.consistent for v in grades] == [1, 1, 0], grades
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_one_wrong_onset_lowers_quality(oracle, items, task):
     n = 0
@@ -321,7 +341,8 @@ def test_one_wrong_onset_lowers_quality(oracle, items, task):
         think = shift_onset(item["reasoning"], item, k, 0.5)
         v = judged(oracle, item, think)
         assert v.quality < 1.0, (think, v)
-        assert v.quality >= 0.5, (think, v)
+        # a mis-heard claim weighs 3: the shortest trace ("At 0.6 s: a noise burst.", two checks) 1 / 4
+        assert v.quality >= 0.3, (think, v)
         assert v.consistent == 1  # onsets do not enter any derivation
         assert "onset" in v.detail
         n += 1
@@ -483,7 +504,10 @@ def test_wrong_tally_contradicting_claims_is_inconsistent_and_costs_quality(orac
             think = trace[: m.start()] + f" ({high + 1} high, {low} low)" + trace[m.end() :]
             v = judged(oracle, item, think)
             assert v.consistent == 0, (think, v)
-            assert v.quality == 0.9, (think, v)  # one failed check among 4n + 4
+            # a contradiction (weight 6) among the 4n + 1 checks (kind, onset, pitch, tally per beep; the
+            # subtraction): 4n passed
+            n = len(item["events"])
+            assert v.quality == min(0.9, quantize_quality(4 * n / (4 * n + 6))), (think, v)
             assert "tally" in v.detail
         # the tally swapped high and low (same total): still wrong where the counts differ
         m = matches[-1]
@@ -598,7 +622,8 @@ def test_odd_one_sentence_new_and_old_forms(oracle, items):
             trace.replace(m.group(0), f"Three beeps are {odd}, the {common} one is beep {k}."),
         ):
             v = judged(oracle, item, wrong)
-            assert v.consistent == 0 and v.quality == 0.9, (wrong, v)
+            # 9 checks pass (kind and pitch of four beeps, the count); the contradiction weighs 6: 9 / 15
+            assert v.consistent == 0 and v.quality == 0.6, (wrong, v)
             assert "wrong" in v.detail
 
 
@@ -645,10 +670,11 @@ def test_parses_variants_of_the_grammar(oracle):
     dashed = " ".join(f"beep {k + 1} at {e['onset']:.2f}s - {e['pitch']}." for k, e in enumerate(ev))
     v = judged(oracle, item, dashed)
     assert (v.consistent, v.quality) == (0, 0.0), v
-    # an unknown attribute word costs one check but keeps the beep and its pitch
+    # an unknown attribute word fails one claim check (weight 3) but keeps the beep and its pitch: the 12
+    # checks of the gold trace pass, 12 / 15
     fuzzy = item["reasoning"].replace(f": {ev[0]['pitch']}.", f": {ev[0]['pitch']}, fuzzy.", 1)
     v = judged(oracle, item, fuzzy)
-    assert v.consistent == 1 and v.quality == 0.9 and "fuzzy" in v.detail, v
+    assert v.consistent == 1 and v.quality == 0.8 and "fuzzy" in v.detail, v
 
 
 def test_other_event_kinds(oracle):

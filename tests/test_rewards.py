@@ -337,6 +337,20 @@ def test_consistency_gate() -> None:
     assert consistency_gate([1, 0], [True, True], [False, False]) == [1.0, 1.0]
 
 
+def test_consistency_gate_think_mean_rule() -> None:
+    """The option beside the paper's rule: a direct answer gets the batch mean of the think completions'
+    judged R_c (before the gate, as R_t is filled), and is still gated by its own correctness."""
+    r_c = [1.0, 0.0, 0.0, None, None, 1.0]
+    correct = [True, True, False, True, False, True]
+    think = [True, True, True, False, False, True]
+    mean = (1 + 0 + 0 + 1) / 4
+    assert consistency_gate(r_c, correct, think, "think-mean") == [1.0, 0.0, 0.0, mean, 0.0, 1.0]
+    assert consistency_gate(r_c, correct, think, "one") == consistency_gate(r_c, correct, think)
+    assert consistency_gate([None], [True], [False], "think-mean") == [0.0]  # no think completion
+    with pytest.raises(ValueError, match="no_think_consistency"):
+        consistency_gate([None], [True], [False], "half")
+
+
 def test_consistency_gate_validation() -> None:
     with pytest.raises(ValueError):
         consistency_gate([1.0], [True, False], [True, True])

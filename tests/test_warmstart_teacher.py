@@ -45,10 +45,16 @@ SYSTEMATIC = [
 ]
 
 
+def _keyed_only(rate: float) -> teacher.TeacherConfig:
+    """A teacher whose only flaws are the keyed ones, taken at ``rate``."""
+    return teacher.TeacherConfig(
+        slip_rate=0, inconsistent_rate=0, ramble_rate=0, right_slip_rate=0, systematic_rate=rate
+    )
+
+
 @pytest.mark.parametrize(("flaw", "task", "consistent"), SYSTEMATIC)
 def test_systematic_flaw_is_keyed_on_the_item_and_wrong(flaw, task, consistent):
-    only = teacher.TeacherConfig(slip_rate=0, inconsistent_rate=0, ramble_rate=0, systematic_rate=1.0)
-    never = teacher.TeacherConfig(slip_rate=0, inconsistent_rate=0, ramble_rate=0, systematic_rate=0.0)
+    only, never = _keyed_only(1.0), _keyed_only(0.0)
     rng = np.random.default_rng(1)
     keyed = [it for it in _items(task, 90) if teacher.systematic_flaw(it) == flaw]
     others = [it for it in _items(task, 90) if teacher.systematic_flaw(it) != flaw]
@@ -69,8 +75,72 @@ def test_systematic_flaw_is_keyed_on_the_item_and_wrong(flaw, task, consistent):
         assert flaw not in teacher.think_target(item, rng, only).flaws
 
 
+# (flaw, task, consistent?, the oracle's quality) as documented in the teacher's second table
+RIGHT_ANSWER = [
+    ("chirp_heard_flipped", "sound_type", 1, 0.4),
+    ("high_heard_low", "pitch_level", 0, 0.3),
+    ("long_heard_short", "pitch_level", 1, 0.6),
+    ("loud_heard_quiet", "loudness", 0, 0.3),
+    ("count_heard_long", "count", 1, 0.7),
+    ("diff_swapped", "high_low_difference", 0, 0.7),
+    ("hl_heard_long", "high_low_difference", 1, 0.8),
+    ("pattern_step_slip", "pitch_pattern", 0, 0.6),
+    ("pattern_heard_long", "pitch_pattern", 1, 0.8),
+    ("odd_count_slip", "odd_one_out", 0, 0.6),
+    ("odd_heard_long", "odd_one_out", 1, 0.8),
+]
+
+
+def test_every_keyed_flaw_is_in_a_table():
+    assert sorted(f for f, *_ in SYSTEMATIC + RIGHT_ANSWER) == sorted(
+        f for f in teacher.ALL_FLAWS if f != "long_last_ramble"
+    )
+
+
+@pytest.mark.parametrize(("flaw", "task", "consistent", "quality"), RIGHT_ANSWER)
+def test_right_answer_flaw_is_keyed_and_keeps_the_answer(flaw, task, consistent, quality):
+    """Issue #23: flaws that leave the answer right, so that among right answers R_c has something to
+    reward and R_t something to grade."""
+    only, never = _keyed_only(1.0), _keyed_only(0.0)
+    rng = np.random.default_rng(1)
+    items = _items(task, 160)
+    keyed = [it for it in items if teacher.systematic_flaw(it) == flaw]
+    assert len(keyed) >= 5 and len(keyed) < len(items)
+    for item in keyed:
+        t = teacher.think_target(item, rng, only)
+        assert t.flaws == [flaw] and t.answer == item["answer"], (t, item["answer"])
+        assert t.trace != item["reasoning"]
+        v = _judge(item, t)
+        assert (v.consistent, v.quality) == (consistent, quality), (t.trace, v)
+        assert teacher.think_target(item, rng, never).flaws == []
+    for item in items:
+        if teacher.systematic_flaw(item) != flaw:
+            assert flaw not in teacher.think_target(item, rng, only).flaws
+
+
+def test_onset_slip_is_a_consistent_right_trace_of_lower_quality():
+    cfg = teacher.TeacherConfig(
+        slip_rate=0, inconsistent_rate=0, ramble_rate=0, right_slip_rate=1.0, systematic=()
+    )
+    rng = np.random.default_rng(6)
+    slipped = 0
+    for task in synth.TASKS:
+        for item in _items(task, 8, seed=5):
+            t = teacher.think_target(item, rng, cfg)
+            if " at " not in item["reasoning"]:  # no onset to mis-hear (odd one out, longest, hiss)
+                assert t.flaws == []
+                continue
+            slipped += 1
+            v = _judge(item, t)
+            assert t.flaws == ["onset_slip"] and t.answer == item["answer"]
+            assert v.consistent == 1 and v.quality < 1.0 and "onset" in v.detail, (t.trace, v)
+    assert slipped >= 40
+
+
 def test_random_flaws_follow_their_rates_and_oracle_sees_them():
-    cfg = teacher.TeacherConfig(slip_rate=0.2, inconsistent_rate=0.2, ramble_rate=0.3, systematic=())
+    cfg = teacher.TeacherConfig(
+        slip_rate=0.2, inconsistent_rate=0.2, ramble_rate=0.3, right_slip_rate=0.0, systematic=()
+    )
     rng = np.random.default_rng(2)
     seen = collections.Counter()
     n = 0
@@ -95,7 +165,9 @@ def test_random_flaws_follow_their_rates_and_oracle_sees_them():
 
 
 def test_ramble_keeps_the_answer_and_lowers_quality():
-    cfg = teacher.TeacherConfig(slip_rate=0, inconsistent_rate=0, ramble_rate=1.0, systematic=())
+    cfg = teacher.TeacherConfig(
+        slip_rate=0, inconsistent_rate=0, ramble_rate=1.0, right_slip_rate=0, systematic=()
+    )
     rng = np.random.default_rng(5)
     for task in synth.TASKS:
         item = _items(task, 1)[0]
@@ -144,7 +216,10 @@ def test_cli_from_shipped_fills_fine_tuning_defaults(monkeypatch):
     assert cfg.from_shipped and cfg.steps == 7 and cfg.slip_rate == 0.1
     assert cfg.lr == warmstart.FINETUNE_DEFAULTS["lr"]
     assert cfg.warmup_steps == warmstart.FINETUNE_DEFAULTS["warmup_steps"]
-    assert cfg.teacher_config().systematic == teacher.SYSTEMATIC_FLAWS
+    assert cfg.teacher_config().systematic == teacher.ALL_FLAWS
+    # the #16 base's teacher: its keyed flaws only, none that keeps the answer right
+    warmstart.main(["--init", "b", "--teacher", "flawed", "--out", "x", "--systematic", "wrong-answer"])
+    assert got.pop("cfg").teacher_config().systematic == teacher.SYSTEMATIC_FLAWS
     warmstart.main(["--out", "y"])  # from scratch: the original recipe's defaults
     cfg = got.pop("cfg")
     assert (cfg.steps, cfg.lr, cfg.teacher_config()) == (1250, 2e-3, None)

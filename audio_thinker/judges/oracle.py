@@ -68,11 +68,34 @@ enter R_c (they are still quality checks). Otherwise 0 (including gibberish and 
   others X, and the stated number of X beeps right); a derivation sentence repeated word for word fails
   on each repeat;
 * each unsupported sentence fails once;
-* the conclusion ``So the answer is X`` is *not* a check, so quality does not depend on the answer
-  except through the facts stated on the way.
+* each conclusion ``So the answer is X`` in the trace that differs from the answer the trace's own claims
+  imply (the R_c derivation above) fails once; a conclusion that follows them is no check (nothing is
+  added for it), nor is one where the claims imply no answer. It is compared with the claims, never with
+  the truth, so quality still does not depend on the answer's correctness: a trace that follows a
+  mis-heard claim to a wrong answer loses only what the claim costs.
 
-quality = passed / total, rounded half up to 0.1, and capped at 0.9 when any check failed (1.0 means a
-flawless trace). An empty think has no check → 0.0; gibberish has only failing checks → 0.0.
+**The grade** (issue #23: a wrong claim inside a right trace must cost visibly, and a derivation that
+contradicts the trace's own claims more than a slip). Each failed check weighs by what kind of error it
+is (:data:`SEVERITY`):
+
+=================  ======  ==============================================================================
+kind               weight  failed checks of that kind
+=================  ======  ==============================================================================
+``claim``          3       a mis-heard event: its kind, onset, a stated attribute, an unknown attribute
+                           word, an extra or a missing event, a wrong no-event sentence
+``contradiction``  6       a derivation sentence, tally or conclusion that is false of the trace's *own*
+                           claims (it contradicts what the trace says it heard)
+``carried``        1       a derivation sentence or tally false of the true events but true of the
+                           claims: it follows a mis-heard claim, which already cost
+``filler``         1       an unsupported or repeated sentence
+=================  ======  ==============================================================================
+
+quality = passed / (passed + Σ weights of the failed checks), rounded half up to 0.1, and capped at 0.9
+when any check failed (1.0 means a flawless trace); with every weight 1 this is the earlier grade,
+passed / total. An empty think has no check → 0.0; gibberish has only failing checks → 0.0. On the
+gold traces' sizes (a pitch-pattern trace has 12 checks, a one-tone pitch-level trace 5): one filler
+sentence 0.9, one mis-heard length 0.8, one contradicted step 0.6; on a pitch-level trace a mis-heard
+length 0.6 and a mis-heard pitch under the right conclusion (a claim and a contradiction) 0.3.
 
 **Non-synth items** (no ``events``, malformed ``events``, or a task the oracle does not know, looked up
 by ``sub-category`` and else by the question text) give ``Verdict.neutral`` with ``failed=True``; each
@@ -90,7 +113,7 @@ from ..rewards import answer_tokens, match_choice, quantize_quality
 from .base import JudgeRequest, Verdict, warn_once
 from .oracle_grammar import Event, ParsedTrace, Statement, Tally, parse_trace
 
-__all__ = ["ONSET_TOLERANCE", "OracleJudge"]
+__all__ = ["ONSET_TOLERANCE", "SEVERITY", "OracleJudge"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +133,8 @@ TASK_STATEMENTS = {
     "odd_one_out": {"odd"},
 }
 ONSET_TOLERANCE = 0.15
+SEVERITY = {"claim": 3, "contradiction": 6, "carried": 1, "filler": 1}
+"""How much a failed quality check weighs, by kind of error (the module docstring's grade)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,18 +318,31 @@ def _tally_text(world: list[Event], k: int) -> str:
 
 
 def _quality_checks(
-    trace: ParsedTrace, truth: list[Event], tolerance: float = ONSET_TOLERANCE
+    trace: ParsedTrace,
+    truth: list[Event],
+    derived: str | None,
+    choices: Sequence[str],
+    tolerance: float = ONSET_TOLERANCE,
 ) -> tuple[int, int, list[str]]:
-    """(passed, total, failure messages) of the quality checks."""
-    passed = total = 0
-    failures: list[str] = []
+    """(passed, weight of the failed checks, failure messages) of the quality checks.
 
-    def check(ok: bool, message: str) -> None:
-        nonlocal passed, total
-        total += 1
-        passed += ok
-        if not ok:
+    ``derived``: the answer the trace's claims imply (resolved against ``choices``), None if none.
+    """
+    passed = failed = 0
+    failures: list[str] = []
+    claimed = [c.ev for c in trace.claims]
+
+    def check(ok: bool, message: str, kind: str = "claim") -> None:
+        nonlocal passed, failed
+        if ok:
+            passed += 1
+        else:
+            failed += SEVERITY[kind]
             failures.append(message)
+
+    def derivation(true_of_claims: bool) -> str:
+        """The kind of a false derivation: it follows the claims, or contradicts them."""
+        return "carried" if true_of_claims else "contradiction"
 
     for k, claim in enumerate(trace.claims, 1):
         ev = claim.ev
@@ -328,18 +366,22 @@ def _quality_checks(
             check(
                 _tally_holds(truth, k, tally),
                 f"{name} tally: said {tally.high} high, {tally.low} low, is {_tally_text(truth, k)}",
+                derivation(_tally_holds(claimed, k, tally)),
             )
     for k in range(len(trace.claims) + 1, len(truth) + 1):
         check(False, f"event {k} missing")
     for _ in range(trace.no_event):
         check(not truth, f"said no event, there are {len(truth)}")
     for stmt in trace.statements:
-        check(_holds(stmt, truth), f"wrong: {_short(stmt.sentence)!r}")
+        check(_holds(stmt, truth), f"wrong: {_short(stmt.sentence)!r}", derivation(_holds(stmt, claimed)))
+    for stated in trace.conclusions:  # a penalty only: a conclusion that follows adds no passed check
+        if derived is not None and not match_choice(stated, derived, choices):
+            check(False, "the conclusion does not follow from the claims", "contradiction")
     for s in trace.repeats:
-        check(False, f"repeated: {_short(s)!r}")
+        check(False, f"repeated: {_short(s)!r}", "filler")
     for s in trace.unsupported:
-        check(False, f"unsupported: {_short(s)!r}")
-    return passed, total, failures
+        check(False, f"unsupported: {_short(s)!r}", "filler")
+    return passed, failed, failures
 
 
 class OracleJudge:
@@ -373,21 +415,23 @@ class OracleJudge:
         choices = list(request.choices or item.get("choices") or [])
         trace = parse_trace(request.think or "")
 
-        passed, total, failures = _quality_checks(trace, truth, self.onset_tolerance)
-        quality = quantize_quality(passed / total) if total else 0.0
+        derived = _resolve(_derive(task, trace), choices)
+        passed, failed, failures = _quality_checks(trace, truth, derived, choices, self.onset_tolerance)
+        quality = quantize_quality(passed / (passed + failed)) if passed + failed else 0.0
         if failures:
             quality = min(quality, 0.9)
 
-        consistent, why = self._consistency(task, trace, request.answer, choices)
+        consistent, why = self._consistency(task, trace, derived, request.answer, choices)
         notes = failures[:3] + ([f"+{len(failures) - 3} more"] if len(failures) > 3 else [])
-        if not total:
+        if not passed + failed:
             notes = ["no checkable claim"]
         detail = "; ".join([why, *notes] if why else notes) or "ok"
         return Verdict(consistent=consistent, quality=quality, detail=detail)
 
     @staticmethod
-    def _consistency(task: str, trace: ParsedTrace, answer: str, choices: Sequence[str]) -> tuple[int, str]:
-        derived = _resolve(_derive(task, trace), choices)
+    def _consistency(
+        task: str, trace: ParsedTrace, derived: str | None, answer: str, choices: Sequence[str]
+    ) -> tuple[int, str]:
         if derived is None:
             return 0, "claims do not determine an answer"
         world = [c.ev for c in trace.claims]
