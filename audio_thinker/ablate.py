@@ -44,10 +44,18 @@ PAPER_TABLE1 = {
     "Qwen2.5-Omni-7B": {"base": 66.30, "grpo": 69.70, "atar": 71.50, "atar+rc": 72.50, "full": 73.70},
 }
 DEFAULT_SETS = ("grpo", "atar", "atar+rc", "full")
-DEFAULT_SEEDS = (0, 1)
+DEFAULT_SEEDS = (0, 1, 2)
 EVAL_SETS = ("standard", "shift", "hiss")
 # what the table reports per row (metrics.json keys), in order
-REPORTED = ("accuracy", "no_think_rate", "mean_completion_tokens", "consistency_rate", "mean_think_quality")
+REPORTED = (
+    "accuracy",
+    "no_think_rate",
+    "mean_completion_tokens",
+    "consistency_rate",
+    "mean_think_quality",
+    "right_inconsistent_rate",
+    "right_flawed_rate",
+)
 NOT_COMPARED = ("resume",)  # config keys that may differ between the asked-for and the saved config
 
 
@@ -243,7 +251,7 @@ def ablation_table(result: dict) -> str:
         head = (
             "| run · prompt | acc easy | acc medium | acc hard | acc all | Δ acc vs base (pts) "
             "| paper Δ Qwen2-Audio | paper Δ Omni | no-think easy | no-think medium | no-think hard "
-            "| mean tokens | consistency rate | think quality |"
+            "| mean tokens | consistency rate | think quality | right but inconsistent | right but flawed |"
         )
         lines = [f"**{eval_set}**", "", head, "|" + "---|" * (head.count("|") - 1)]
         base_acc = float(np.mean(_values(rows["base"], eval_set, "accuracy")))
@@ -259,7 +267,9 @@ def ablation_table(result: dict) -> str:
             lines.append(
                 f"| {name} · {row['mode']} | {' | '.join(acc)} | {_cell(all_acc)} | {delta} | {paper[0]} | {paper[1]} "
                 f"| {' | '.join(nt)} | {_cell(_values(row, eval_set, 'mean_completion_tokens'), 1)} "
-                f"| {_cell(_values(row, eval_set, 'consistency_rate'))} | {_cell(_values(row, eval_set, 'mean_think_quality'))} |"
+                f"| {_cell(_values(row, eval_set, 'consistency_rate'))} | {_cell(_values(row, eval_set, 'mean_think_quality'))} "
+                f"| {_cell(_values(row, eval_set, 'right_inconsistent_rate'))} "
+                f"| {_cell(_values(row, eval_set, 'right_flawed_rate'))} |"
             )
         parts.append("\n".join(lines))
     seeds = ", ".join(str(s) for s in result["seeds"])
@@ -269,7 +279,8 @@ def ablation_table(result: dict) -> str:
         f"{result['max_steps']} GRPO steps per run from the same base, training seeds {seeds}: mean ± sample "
         "standard deviation over the seeds. standard: the training distribution; shift: `synth --shift`; hiss: the "
         "standard items with hiss for audio (what can be answered without listening). Consistency rate and think "
-        "quality: the oracle judge on the think traces. Paper deltas: MMAU test-mini average, Table 1."
+        "quality: the oracle judge on the think traces; right but inconsistent / flawed: the share of the right "
+        "think traces the judge finds inconsistent / below quality 1.0. Paper deltas: MMAU test-mini average, Table 1."
     )
     return "\n\n".join(parts)
 

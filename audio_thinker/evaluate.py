@@ -99,25 +99,28 @@ def _sample_metrics(rows: Sequence[dict]) -> dict:
     }
     judged = [d for d in draws if d.get("consistent") is not None]
     if any("consistent" in d for d in draws):
-        out |= {
-            "sample_consistency_rate": _mean([d["consistent"] for d in judged]),
-            "sample_mean_think_quality": _mean([d["think_quality"] for d in judged]),
-            "sample_n_judged": len(judged),
-        }
+        out |= _judged_metrics(judged, "sample_")
     return out
+
+
+def _judged_metrics(judged: Sequence[dict], prefix: str = "") -> dict:
+    """The judge's numbers over judged think traces (predictions or draws): consistency rate and mean
+    quality, and among the *right* ones the share that is inconsistent and the share below quality 1.0
+    (issue #23: reasoning that does not support a right answer, and flawed reasoning behind one)."""
+    right = [r for r in judged if r["correct"]]
+    return {
+        f"{prefix}consistency_rate": _mean([r["consistent"] for r in judged]),
+        f"{prefix}mean_think_quality": _mean([r["think_quality"] for r in judged]),
+        f"{prefix}right_inconsistent_rate": _mean([not r["consistent"] for r in right]),
+        f"{prefix}right_flawed_rate": _mean([r["think_quality"] < 1.0 for r in right]),
+        f"{prefix}n_judged": len(judged),
+        f"{prefix}n_right_judged": len(right),
+    }
 
 
 def _group_metrics(rows: Sequence[dict]) -> dict:
     judged = [r for r in rows if r.get("consistent") is not None]
-    extra = _sample_metrics(rows) | (
-        {
-            "consistency_rate": _mean([r["consistent"] for r in judged]),
-            "mean_think_quality": _mean([r["think_quality"] for r in judged]),
-            "n_judged": len(judged),
-        }
-        if any("consistent" in r for r in rows)
-        else {}
-    )
+    extra = _sample_metrics(rows) | (_judged_metrics(judged) if any("consistent" in r for r in rows) else {})
     return extra | {
         "accuracy": round(float(np.mean([r["correct"] for r in rows])), 4) if rows else 0.0,
         "no_think_rate": round(float(np.mean([r["output_mode"] == NO_THINK_OUTPUT for r in rows])), 4)

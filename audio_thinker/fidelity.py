@@ -10,7 +10,13 @@ Writes ``OUT/summary.json`` (accuracy, pass@k, consistency and think quality by 
 * think accuracy on hard items (greedy) in [0.40, 0.80];
 * think minus no-think on hard items (greedy) >= 0.15;
 * oracle consistency rate of the greedy think traces <= 0.90;
-* think pass@k at temperature 1 >= think pass@1 (greedy) + 0.15, over all items.
+* think pass@k at temperature 1 >= think pass@1 (greedy) + 0.15, over all items;
+
+and the two of issue #23 (how to think: reasoning that does not support a right answer, and flawed
+reasoning behind one), over the greedy think traces whose answer is right:
+
+* the share the oracle finds inconsistent >= 0.15;
+* the share below think quality 1.0 >= 0.25.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ TARGETS = {
     "think_minus_no_think_hard": 0.15,
     "consistency_rate_max": 0.90,
     "pass_k_gain": 0.15,
+    "right_inconsistent_min": 0.15,
+    "right_flawed_min": 0.25,
 }
 
 
@@ -38,6 +46,8 @@ def _brief(metrics: dict) -> dict:
         "sample_accuracy",
         "consistency_rate",
         "mean_think_quality",
+        "right_inconsistent_rate",
+        "right_flawed_rate",
         "sample_consistency_rate",
         "sample_mean_think_quality",
         "no_think_rate",
@@ -52,12 +62,13 @@ def _brief(metrics: dict) -> dict:
 
 
 def targets(summary: dict) -> dict:
-    """The four numbers of the issue's 'Must show' and whether each holds."""
+    """The six target numbers (the module docstring) and whether each holds."""
     think, no_think, think_k = summary[THINK], summary[NO_THINK], summary.get(f"{THINK}@k")
     hard = think["by_difficulty"]["hard"]["accuracy"]
     gap = hard - no_think["by_difficulty"]["hard"]["accuracy"]
     rc = think.get("consistency_rate")
     gain = (think_k["pass_at_k"] - think["accuracy"]) if think_k else None
+    right_inc, right_flawed = think.get("right_inconsistent_rate"), think.get("right_flawed_rate")
     lo, hi = TARGETS["think_hard"]
     eps = 1e-6  # the numbers are fractions of items rounded to 4 places: a value at the bar holds
     return {
@@ -65,11 +76,16 @@ def targets(summary: dict) -> dict:
         "think_minus_no_think_hard": round(gap, 4),
         "consistency_rate": rc,
         "pass_k_minus_pass_1": None if gain is None else round(gain, 4),
+        "right_inconsistent_rate": right_inc,
+        "right_flawed_rate": right_flawed,
         "holds": {
             "think_hard": lo - eps <= hard <= hi + eps,
             "think_minus_no_think_hard": gap >= TARGETS["think_minus_no_think_hard"] - eps,
             "consistency_rate": rc is not None and rc <= TARGETS["consistency_rate_max"] + eps,
             "pass_k_gain": gain is not None and gain >= TARGETS["pass_k_gain"] - eps,
+            "right_inconsistent": right_inc is not None
+            and right_inc >= TARGETS["right_inconsistent_min"] - eps,
+            "right_flawed": right_flawed is not None and right_flawed >= TARGETS["right_flawed_min"] - eps,
         },
     }
 

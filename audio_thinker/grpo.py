@@ -32,7 +32,7 @@ import torch
 from . import synth
 from .checkpoints import resume_point, save_checkpoint, save_final, truncate_log
 from .evaluate import load_items
-from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics
+from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics, variance_shares
 from .inference import completion_mask, decode_completion
 from .judges import JudgeRequest, make_judge
 from .models import default_model_path
@@ -556,6 +556,10 @@ def train(cfg: GRPOConfig) -> dict:
         sums = stats.gathered(accelerator)
         n_tok = max(1.0, sums.tokens)
         metrics = reward_metrics(scores, all_items, rewards, G)
+        shares = variance_shares(
+            {f.name: [f.weight * x for x in scores[f.name]] for f in cfg.reward_funcs}, G
+        )
+        metrics.update({f"rewards/{name}/variance_share": share for name, share in shares.items()})
         metrics.update(
             {
                 "loss": sums.loss,

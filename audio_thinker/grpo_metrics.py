@@ -56,6 +56,37 @@ def reward_metrics(scores: dict, items: Sequence[dict], rewards: torch.Tensor, G
     return m
 
 
+TERM_COLUMNS = {  # Eq. 7's summands (rewards.reward_functions' names) from the columns completions.jsonl logs
+    "accuracy_reward": ("accuracy_reward",),
+    "consistency_bonus": ("accuracy_reward", "consistency"),
+    "format": ("format",),
+    "quality": ("quality",),
+}
+
+
+def variance_shares(terms: dict[str, Sequence[float]], group_size: int) -> dict[str, float]:
+    """Each weighted reward term's share of the within-group variance of their sum (what the group
+    advantages see): Σ_groups Cov(term, total) / Σ_groups Var(total). The shares add up to 1; a term
+    constant within every group has share 0. ``terms``: name -> weighted values, G per group in order."""
+    values = {k: np.asarray(v, dtype=float).reshape(-1, group_size) for k, v in terms.items()}
+    centred = {k: v - v.mean(1, keepdims=True) for k, v in values.items()}
+    total = sum(centred.values())
+    denom = float((total * total).sum())
+    return {k: (float((c * total).sum()) / denom if denom > 0 else 0.0) for k, c in centred.items()}
+
+
+def completion_variance_shares(records: Sequence[dict], group_size: int, cfg) -> dict[str, float]:
+    """:func:`variance_shares` of a run's ``completions.jsonl`` records (whole groups, in order) with the
+    weights of ``cfg`` (a GRPOConfig); the terms the run's reward set does not use are left out."""
+    funcs = {f.name: f.weight for f in cfg.reward_funcs}
+    terms = {
+        name: [w * float(np.prod([r[c] for c in cols])) for r in records]
+        for name, cols in TERM_COLUMNS.items()
+        if (w := funcs.get(name)) is not None
+    }
+    return variance_shares(terms, group_size)
+
+
 class PhaseClock:
     """Seconds spent in each phase of a step (summed over the μ iterations); waits for the GPU at each lap."""
 

@@ -221,28 +221,34 @@ def test_samples_draw_k_completions_per_item_and_judge_them(synth_set, random_lm
 
 
 def test_fidelity_targets_from_a_summary():
-    """The four numbers of issue #16 and whether each holds, from the measured runs' summaries."""
+    """The four numbers of issue #16 and the two of #23, and whether each holds, from the runs' summaries."""
     from audio_thinker.fidelity import targets
 
     def run(acc, hard, **extra):
         return {"accuracy": acc, "by_difficulty": {"hard": {"accuracy": hard}}, **extra}
 
     summary = {
-        "think": run(0.78, 0.70, consistency_rate=0.88),
+        "think": run(0.78, 0.70, consistency_rate=0.88, right_inconsistent_rate=0.2, right_flawed_rate=0.4),
         "no-think": run(0.75, 0.30),
         "think@k": run(0.6, 0.5, pass_at_k=0.96),
     }
     t = targets(summary)
     assert t["think_hard"] == 0.70 and t["think_minus_no_think_hard"] == 0.40
     assert t["pass_k_minus_pass_1"] == 0.18 and t["consistency_rate"] == 0.88
+    assert (t["right_inconsistent_rate"], t["right_flawed_rate"]) == (0.2, 0.4)
     assert all(t["holds"].values())
-    summary["think"] = run(0.99, 1.0, consistency_rate=1.0)  # the shipped base: three of four fail
+    # the gold base: every trace consistent and flawless, right or not
+    summary["think"] = run(
+        0.99, 1.0, consistency_rate=1.0, right_inconsistent_rate=0.0, right_flawed_rate=0.0
+    )
     t = targets(summary)
     assert t["holds"] == {
         "think_hard": False,
         "think_minus_no_think_hard": True,
         "consistency_rate": False,
         "pass_k_gain": False,
+        "right_inconsistent": False,
+        "right_flawed": False,
     }
 
 
@@ -255,7 +261,9 @@ def test_fidelity_target_at_the_bar_holds():
 
     t = targets(
         {
-            "think": run(0.8333, 0.7667, consistency_rate=0.9),
+            "think": run(
+                0.8333, 0.7667, consistency_rate=0.9, right_inconsistent_rate=0.15, right_flawed_rate=0.25
+            ),
             "no-think": run(0.7, 0.6167),
             "think@k": run(0.6, 0.5, pass_at_k=0.9833),
         }
@@ -330,3 +338,27 @@ def test_cli_refuses_an_out_that_is_a_file_before_evaluating(synth_set, tmp_path
     err = _refuses(["--data", str(synth_set), "--out", str(taken)], capsys)
     assert str(taken) in err and "is a file" in err
     assert taken.read_text() == "an earlier evaluation"
+
+
+def test_metrics_count_right_traces_that_are_inconsistent_or_flawed():
+    """Issue #23's numbers: among judged think traces with a right answer, the share the judge finds
+    inconsistent and the share below quality 1.0 (wrong answers and no-think rows do not count)."""
+
+    def row(correct, consistent=None, quality=None, mode="think"):
+        r = {"correct": correct, "output_mode": mode, "completion_tokens": 10, "difficulty": "hard"}
+        r |= {"sub-category": "pitch_pattern", "task": "sound", "model_prediction": "x"}
+        if consistent is not None:
+            r |= {"consistent": consistent, "think_quality": quality}
+        return r
+
+    rows = [
+        row(True, 1, 1.0),
+        row(True, 0, 0.6),
+        row(True, 1, 0.8),
+        row(True, 1, 1.0),
+        row(False, 0, 0.5),  # wrong: not among the right traces
+        row(True, mode="no_think"),  # not judged
+    ]
+    m = ev.compute_metrics(rows)
+    assert (m["right_inconsistent_rate"], m["right_flawed_rate"], m["n_right_judged"]) == (0.25, 0.5, 4)
+    assert m["consistency_rate"] == 0.6 and m["n_judged"] == 5

@@ -598,3 +598,41 @@ def test_ablation_trains_each_run_once_resumes_refuses_other_configs_and_writes_
     assert exit_.value.code == 2 and "\n" not in err and "max_steps: 1 != 2" in err
     with pytest.raises(SystemExit):
         ablate.main(["--out", str(out), "--sets", "grpo,nope"])
+
+
+def test_variance_shares_by_hand():
+    """Each term's share of the within-group variance of the total: Σ Cov(term, total) / Σ Var(total)."""
+    from audio_thinker.grpo_metrics import variance_shares
+
+    # group 1: the terms cancel (the total is constant: no share for anyone); group 2: only b varies
+    shares = variance_shares({"a": [1, 0, 2, 2], "b": [0, 1, 1, 0]}, group_size=2)
+    assert shares == pytest.approx({"a": 0.0, "b": 1.0})
+    shares = variance_shares({"a": [1, 0], "b": [3, 0]}, group_size=2)
+    assert shares == pytest.approx({"a": 0.25, "b": 0.75})
+    assert variance_shares({"a": [1, 1]}, group_size=2) == {"a": 0.0}
+
+
+def test_completion_variance_shares_reads_a_runs_records():
+    from audio_thinker.grpo_metrics import completion_variance_shares
+
+    it = _item()
+    ans, wrong = it["answer"], next(c for c in it["choices"] if c != it["answer"])
+    gold = it["reasoning"]
+    texts = [
+        f"<think>{gold}</think><answer>{ans}</answer>",
+        f"<think>{gold} Let me listen again.</think><answer>{ans}</answer>",
+        f"<answer>{wrong}</answer>",
+        f"<answer>{ans}</answer>",
+    ]
+    cfg = GRPOConfig(reward_set="full", max_steps=10)
+    s = score_completions(texts, [it] * 4, cfg=cfg, step=0, judge=make_judge("oracle"))
+    records = [
+        {k: s[k][i] for k in ("accuracy_reward", "format", "consistency", "quality")} for i in range(4)
+    ]
+    shares = completion_variance_shares(records, 2, cfg)
+    assert set(shares) == {"accuracy_reward", "consistency_bonus", "format", "quality"}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # group 1 differs only in R_t (the filler costs 0.1): R_t's share is positive
+    assert shares["quality"] > 0
+    grpo = completion_variance_shares(records, 2, GRPOConfig(reward_set="grpo"))
+    assert set(grpo) == {"accuracy_reward", "format"}
