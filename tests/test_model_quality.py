@@ -1,5 +1,6 @@
-"""The shipped tiny base has the paper's conditions (issue #16): it hears, thinking pays on compositional
-items and costs on perception ones, its traces are often flawed, and sampling finds what greedy misses.
+"""The shipped tiny base has the paper's conditions (issues #16, #23): it hears, thinking pays on
+compositional items and costs on perception ones, its traces are often flawed, right answers too, and
+sampling finds what greedy misses.
 
 Greedy decoding (and seeded sampling) on a fixed unseen seed, so the numbers are deterministic; a
 regression in the model, the prompts, the processor or the inference path shows up here. The earlier
@@ -55,6 +56,13 @@ def test_thinking_pays_on_hard_items_and_costs_on_easy_ones(think, no_think):
 def test_the_oracle_finds_flawed_traces(think):
     # R_c has something to fix: at most 0.90 of the greedy think traces support their answer.
     assert 0.50 <= think["consistency_rate"] <= 0.90
+
+
+def test_right_answers_rest_on_flawed_reasoning(think):
+    # Issue #23: how to think needs right answers whose reasoning does not support them (for R_c) and
+    # right answers behind flawed reasoning (for R_t); the gold-trace and the #16 bases had neither.
+    assert think["right_inconsistent_rate"] >= 0.15
+    assert think["right_flawed_rate"] >= 0.25
 
 
 def test_sampling_finds_what_greedy_misses(shipped_lm, items, think):

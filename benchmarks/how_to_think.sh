@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Issue #23's measurements behind one resumable command (docs/grpo.md, "How to think"):
+#
+#   bash benchmarks/how_to_think.sh [OUT]            # default OUT: runs/h23
+#
+# Two jobs at a time, one thread each (the 2-core recipe). Every step is reused when its output exists, and
+# GRPO runs resume from their last checkpoint, so a killed command continues where it stopped.
+#   1. fresh evaluation sets (seeds no training uses: 2323, 2424; shifted 2525)
+#   2. the base against the paper's conditions (fidelity) on 2323 and 2424
+#   3. the ablation: grpo, atar, atar+rc, full x training seeds 0, 1, 2, 60 steps each
+#   4. the default run (configs/tiny.yaml, 120 steps) and its evaluation on 2323 / 2525
+#   5. the no-think R_c rule against the paper's at w_c 0.5 and 2 (full, seeds 0 and 1, 60 steps)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/h23}
+export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+BASE=${BASE:-audio_thinker/assets/tiny-qwen2-audio}
+mkdir -p "$OUT"
+
+sets() {
+  [ -f "$OUT/data/std-2323/test.json" ] || python -m audio_thinker.synth --out "$OUT/data/std-2323" --n 360 --seed 2323 --split test
+  [ -f "$OUT/data/std-2424/test.json" ] || python -m audio_thinker.synth --out "$OUT/data/std-2424" --n 180 --seed 2424 --split test
+  [ -f "$OUT/data/shift-2525/test.json" ] || python -m audio_thinker.synth --out "$OUT/data/shift-2525" --n 360 --seed 2525 --split test --shift
+}
+
+fidelity() {  # $1: set name
+  [ -f "$OUT/fidelity/$1/summary.json" ] || python -m audio_thinker.fidelity --model "$BASE" \
+    --data "$OUT/data/$1/test.json" --out "$OUT/fidelity/$1" >"$OUT/fidelity-$1.log" 2>&1
+}
+
+train() {  # $1: out folder, then train flags
+  local out=$1
+  shift
+  [ -d "$out/final" ] && return 0
+  local resume=()
+  [ -d "$out/checkpoints" ] && resume=(--resume latest)
+  python -m audio_thinker.train --out "$out" "$@" "${resume[@]}" >"$out.log" 2>&1
+}
+
+evaluate() {  # $1: model, $2: mode, $3: set, $4: out
+  [ -f "$4/metrics.json" ] || python -m audio_thinker.evaluate --data "$OUT/data/$3/test.json" --judge oracle \
+    --model "$1" --mode "$2" --out "$4" >"$4.log" 2>&1
+}
+
+ablate() {  # ablate flags (reuses finished runs, resumes cut ones, caches evaluations)
+  python -m audio_thinker.ablate --max-steps 60 "$@"
+}
+
+sets
+fidelity std-2323 &
+fidelity std-2424
+wait
+
+mkdir -p "$OUT/default" "$OUT/eval"
+ablate --out "$OUT/ablation" --seeds 0 >"$OUT/ablation-seed0.log" 2>&1 &
+ablate --out "$OUT/ablation" --seeds 1 >"$OUT/ablation-seed1.log" 2>&1
+wait
+ablate --out "$OUT/ablation" --seeds 2 >"$OUT/ablation-seed2.log" 2>&1 &
+train "$OUT/default/run"
+wait
+ablate --out "$OUT/ablation" --seeds 0,1,2 >"$OUT/ablation.log" 2>&1 &
+evaluate "$BASE" think std-2323 "$OUT/eval/base-think-2323"
+evaluate "$BASE" no-think std-2323 "$OUT/eval/base-no-think-2323"
+evaluate "$BASE" think shift-2525 "$OUT/eval/base-think-2525"
+evaluate "$OUT/default/run/final" adaptive std-2323 "$OUT/eval/default-adaptive-2323"
+evaluate "$OUT/default/run/final" adaptive shift-2525 "$OUT/eval/default-adaptive-2525"
+wait
+
+for variant in think-mean one-w2 think-mean-w2; do
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 0 --config "configs/rc-options/$variant.yaml" \
+    >"$OUT/rc-$variant-seed0.log" 2>&1 &
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 1 --config "configs/rc-options/$variant.yaml" \
+    >"$OUT/rc-$variant-seed1.log" 2>&1
+  wait
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 0,1 --config "configs/rc-options/$variant.yaml" \
+    >"$OUT/rc-$variant.log" 2>&1
+done
+echo "done: $OUT (ablation: $OUT/ablation/ablation.md)"
