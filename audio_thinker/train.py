@@ -91,6 +91,8 @@ def main(argv=None) -> None:
         cfg = load_config(config_path, args)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        p.exit(2, f"error: --out {cfg.out} is a file; give a folder for the run\n")
     if cfg.resume is None and (Path(cfg.out) / "final").exists():
         p.exit(
             2,
