@@ -180,6 +180,7 @@ def evaluate(
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    desc: str | None = None,
     judge=None,
     samples: int = 1,
 ) -> tuple[list[dict], dict]:
@@ -187,6 +188,7 @@ def evaluate(
 
     With a ``judge`` (see :mod:`audio_thinker.judges`) every think trace is judged too. With ``samples`` K > 1
     (and ``temperature`` > 0) every item gets K draws and the metrics gain pass@K (see the module docstring).
+    ``progress`` shows a bar on stderr, labelled ``desc``.
     """
     from tqdm.auto import tqdm
 
@@ -196,7 +198,7 @@ def evaluate(
         raise ValueError("samples > 1 needs a temperature > 0 (greedy draws are all the same)")
 
     predictions: list[dict] = []
-    bar = tqdm(total=len(items), desc=f"evaluate ({mode})", disable=not progress, unit="item")
+    bar = tqdm(total=len(items), desc=desc or f"evaluate ({mode})", disable=not progress, unit="item")
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         audios, ok = [], []

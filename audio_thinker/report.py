@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,14 +23,19 @@ def eval_items(seed: int, per_task: int) -> list[dict]:
 
 
 def evaluate_models(models: dict[str, str], modes: Sequence[str], items: list[dict], out: Path) -> dict:
-    """metrics[name][mode] for each model folder; predictions and metrics saved under ``out/eval``."""
+    """metrics[name][mode] for each model folder; predictions and metrics saved under ``out/eval``.
+
+    Shows its progress on stderr: a line per model and prompt mode, then a bar over the items."""
     from .inference import AudioLM
 
     results: dict[str, dict] = {}
-    for name, path in models.items():
+    total = len(models) * len(modes)
+    for n_model, (name, path) in enumerate(models.items()):
         lm = AudioLM.from_pretrained(path)
-        for mode in modes:
-            preds, metrics = evaluate(lm, items, mode=mode, progress=False)
+        for n_mode, mode in enumerate(modes):
+            k = n_model * len(modes) + n_mode + 1
+            print(f"evaluating {name} · {mode} ({k} of {total}) on {len(items)} items", file=sys.stderr)
+            preds, metrics = evaluate(lm, items, mode=mode, desc=f"evaluate {name} · {mode}")
             d = out / "eval" / f"{name}-{mode}"
             d.mkdir(parents=True, exist_ok=True)
             (d / "metrics.json").write_text(json.dumps({**metrics, "model": path}, indent=1))
