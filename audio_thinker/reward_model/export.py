@@ -12,7 +12,7 @@ from typing import Any
 from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
 
-__all__ = ["export", "label_rows", "pair_rows"]
+__all__ = ["check_out", "export", "label_rows", "pair_rows"]
 
 
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
@@ -38,6 +38,25 @@ def pair_rows(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     return [asdict(p) for p in pairs]
 
 
+FILE_SUFFIXES = frozenset({".jsonl", ".json", ".csv", ".parquet", ".arrow", ".txt", ".tsv"})
+"""Names that look like a file, refused as the folder of an ``hf`` dataset."""
+
+
+def check_out(out: str | os.PathLike[str], fmt: str) -> None:
+    """Refuse an ``--out`` that cannot hold ``fmt``: ``hf`` writes a folder, ``trl`` / ``jsonl`` a file."""
+    path = Path(out)
+    if fmt == "hf":
+        if path.exists() and not path.is_dir():
+            raise RewardModelError(f"--out {out} is a file; --format hf writes a dataset folder")
+        if path.suffix.lower() in FILE_SUFFIXES:
+            raise RewardModelError(
+                f"--out {out} names a file, but --format hf writes a dataset folder; give a folder name, "
+                "or use --format jsonl for one file"
+            )
+    elif path.is_dir():
+        raise RewardModelError(f"--out {out} is a folder; --format {fmt} writes one file")
+
+
 def export(
     store: Any,
     out: str | os.PathLike[str],
@@ -60,6 +79,7 @@ def export(
         raise RewardModelError(f"--what must be pairs or labels, got {what!r}")
     if what == "labels" and fmt == "trl":
         raise RewardModelError("the trl format holds preference pairs; export labels as jsonl or hf")
+    check_out(out, fmt)
     traces = collect_traces(store, sources, reference=reference)
     if what == "labels":
         rows = label_rows(traces)
