@@ -110,6 +110,26 @@ def error_change(before: float, after: float) -> str:
     return f"cut by {-change:.0%}" if change < 0 else f"up {change:.0%}"
 
 
+STALE_MARK = "> **Stale**"
+
+
+def mark_report_stale(out: str | Path, step: int) -> Path | None:
+    """Put a note atop an earlier ``out/report.md`` when ``out/final`` was retrained (to ``step``) without a
+    new report, so the old numbers do not pass for the new model's; returns the report's path, or None."""
+    path = Path(out) / "report.md"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if text.startswith(STALE_MARK):
+        text = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    note = (
+        f"{STALE_MARK}: `final/` was trained on to step {step} after this report was written; its numbers "
+        "describe an earlier model. Evaluate `final/` again (`python -m audio_thinker.evaluate`) for current ones."
+    )
+    path.write_text(f"{note}\n\n{text}")
+    return path
+
+
 def write_report(cfg) -> Path:
     """Evaluate the starting model and ``out/final``; write plots and ``out/report.md``.
 

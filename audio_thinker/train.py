@@ -107,11 +107,13 @@ def main(argv=None) -> None:
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     result = train(cfg)
-    if not no_report and cfg.eval_per_task > 0 and int(os.environ.get("RANK", "0")) == 0:
-        from .report import write_report
+    if int(os.environ.get("RANK", "0")) == 0:
+        from .report import mark_report_stale, write_report
 
-        path = write_report(cfg)
-        print(f"report: {path}")
+        if not no_report and cfg.eval_per_task > 0:
+            print(f"report: {write_report(cfg)}")
+        elif stale := mark_report_stale(cfg.out, cfg.max_steps):
+            print(f"report: {stale} is from before this run and is marked stale")
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"final": result["final"]}))
 
