@@ -288,6 +288,40 @@ def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
     return row
 
 
+DIFFICULTY_ORDER = ("easy", "medium", "hard")
+
+
+def format_summary(metrics: dict, mode: str, out: str | Path | None = None) -> str:
+    """What ``evaluate`` prints at the end: a table of accuracy, no-think rate, mean tokens and n, overall
+    and by difficulty, then the judge's and the sampling's numbers when there are any, then the files."""
+    by = metrics.get("by_difficulty", {})
+    order = [d for d in DIFFICULTY_ORDER if d in by] + sorted(d for d in by if d not in DIFFICULTY_ORDER)
+    width = max([len("difficulty"), *(len(d) for d in order)])
+    lines = [
+        f"evaluated {metrics['n']} items, {mode} prompt",
+        f"{'difficulty':<{width}}  accuracy  no-think  mean tokens      n",
+    ]
+    for name, m in [("all", metrics), *((d, by[d]) for d in order)]:
+        lines.append(
+            f"{name:<{width}}  {m['accuracy']:>8.3f}  {m['no_think_rate']:>8.3f}  "
+            f"{m['mean_completion_tokens']:>11.1f}  {m['n']:>5}"
+        )
+    if metrics.get("n_judged") is not None:
+        lines.append(
+            f"judged think traces: {metrics['n_judged']}, consistency rate {metrics['consistency_rate']}, "
+            f"mean think quality {metrics['mean_think_quality']}"
+        )
+    if "pass_at_k" in metrics:
+        lines.append(
+            f"pass@{metrics['k']} {metrics['pass_at_k']:.3f}, sample accuracy {metrics['sample_accuracy']:.3f}"
+        )
+    if metrics.get("no_prediction"):
+        lines.append(f"no answer parsed: {metrics['no_prediction']} of {metrics['n']}")
+    if out is not None:
+        lines.append(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'predictions.json'}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m audio_thinker.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="MMAU-layout JSON file")
@@ -361,18 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config["model"] = args.model or "default"
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1))
     (out / "metrics.json").write_text(json.dumps({**metrics, "config": config}, indent=1))
-    summary = {d: m["accuracy"] for d, m in metrics["by_difficulty"].items()}
-    print(
-        f"accuracy {metrics['accuracy']:.3f} (n={metrics['n']}), no-think rate {metrics['no_think_rate']:.3f}, "
-        f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary}"
-        + (f", consistency rate {metrics['consistency_rate']}" if judge else "")
-        + (
-            f", pass@{metrics['k']} {metrics['pass_at_k']} (sample accuracy {metrics['sample_accuracy']})"
-            if args.samples > 1
-            else ""
-        )
-        + f" -> {out}"
-    )
+    print(format_summary(metrics, args.mode, out))
 
 
 if __name__ == "__main__":
