@@ -55,7 +55,9 @@ def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, ra
     rows = {r[0]: r[1:] for r in table if r and r[0] in ("all", *metrics["by_difficulty"])}
     assert float(rows["all"][0]) == pytest.approx(metrics["accuracy"], abs=1e-3)
     for name, m in metrics["by_difficulty"].items():
-        assert float(rows[name][0]) == pytest.approx(m["accuracy"], abs=1e-3) and int(rows[name][-1]) == m["n"]
+        assert (
+            float(rows[name][0]) == pytest.approx(m["accuracy"], abs=1e-3) and int(rows[name][-1]) == m["n"]
+        )
     assert str(out / "metrics.json") in said
 
 

@@ -145,6 +145,8 @@ def test_a_run_resumed_without_a_report_marks_the_old_report_stale(tmp_path, cap
     for _ in range(2):  # a second resume does not stack the note
         train_cli.main(["--out", str(out), "--resume", "latest", "--max-steps", "4", "--no-report"])
     text = (out / "report.md").read_text()
-    assert text.startswith("> **Stale**") and text.count("**Stale**") == 1 and "step 4" in text.splitlines()[0]
+    assert (
+        text.startswith("> **Stale**") and text.count("**Stale**") == 1 and "step 4" in text.splitlines()[0]
+    )
     assert "accuracy 0.9" in text
     assert "stale" in capsys.readouterr().out
