@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from . import synth
-from .grpo import GRPOConfig, train
+from .grpo import train
+from .grpo_config import GRPOConfig
 from .prompts import THINK
 from .rewards import REWARD_SETS
 from .train import DEFAULT_CONFIG, load_config

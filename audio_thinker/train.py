@@ -25,7 +25,9 @@ import yaml
 from transformers import HfArgumentParser
 
 from .checkpoints import resume_point
-from .grpo import GRPOConfig, train
+from .config_args import dashed_flags
+from .grpo import train
+from .grpo_config import GRPOConfig
 from .judges import llm_judge_source
 from .models import check_model_source, default_model_path
 
@@ -76,7 +78,7 @@ def _parser() -> HfArgumentParser:
             action.default = argparse.SUPPRESS
             if action.dest in optional:
                 action.type = _optional(action.type)
-    return p
+    return dashed_flags(p)
 
 
 def _optional(convert):

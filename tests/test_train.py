@@ -150,3 +150,13 @@ def test_a_run_resumed_without_a_report_marks_the_old_report_stale(tmp_path, cap
     )
     assert "accuracy 0.9" in text
     assert "stale" in capsys.readouterr().out
+
+
+def test_usage_and_help_spell_flags_as_the_docs_do():
+    """``--max-steps`` (as the README), not HfArgumentParser's ``--max_steps``; the old spelling still parses."""
+    import re
+
+    p = _parser()
+    for text in (p.format_usage(), p.format_help()):
+        assert "--max-steps" in text and not re.findall(r"--\w+_\w+", text), re.findall(r"--\w+_\w+", text)
+    assert _given(["--max_steps", "3", "--reward_set", "atar"]) == {"max_steps": 3, "reward_set": "atar"}
