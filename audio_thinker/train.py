@@ -14,7 +14,6 @@ evaluated on a fresh synth-aqa set and ``OUT/report.md`` is written with its plo
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -25,7 +24,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .checkpoints import resume_point
-from .config_args import dashed_flags
+from .config_args import config_parser
 from .grpo import train
 from .grpo_config import GRPOConfig
 from .judges import llm_judge_source
@@ -58,11 +57,11 @@ def _parser() -> HfArgumentParser:
     Field flags default to "not given" (absent from the parsed namespace), so that :func:`load_config` can
     put the given ones over the YAML. An optional field reads ``none`` / ``null`` as None (not given).
     """
-    p = HfArgumentParser(
+    p = config_parser(
         GRPOConfig,
+        given_only=True,
         prog="python -m audio_thinker.train",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument(
@@ -73,12 +72,9 @@ def _parser() -> HfArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the before/after evaluation and report")
     optional = {f.name for f in dataclasses.fields(GRPOConfig) if f.default is None}
     for action in p._actions:
-        if action.dest in FIELD_NAMES:
-            action.help = f"{action.help} (default: {action.default})"
-            action.default = argparse.SUPPRESS
-            if action.dest in optional:
-                action.type = _optional(action.type)
-    return dashed_flags(p)
+        if action.dest in optional:
+            action.type = _optional(action.type)
+    return p
 
 
 def _optional(convert):

@@ -163,3 +163,67 @@ def test_inference_on_a_clip_that_is_not_audio_is_a_one_line_error(tmp_path):
     _one_line_error(proc, "garbage.wav")
     missing = _run(["-m", "audio_thinker.inference", "missing.wav"], tmp_path)
     _one_line_error(missing, "missing.wav")
+
+
+# -- issue 22, item 6: every CLI is built from its config dataclass, a help line per field ----------------
+
+
+def _subparser(parser, name: str):
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def _config_clis():
+    """(name, config dataclass, its parser, the arguments it requires) for each command with a config."""
+    from audio_thinker import ablate, train, warmstart
+    from audio_thinker.grpo_config import GRPOConfig
+    from audio_thinker.reward_model import cli as rm_cli
+    from audio_thinker.reward_model.bootstrap import BootstrapConfig
+    from audio_thinker.reward_model.export import ExportConfig
+    from audio_thinker.reward_model.train import TrainConfig
+
+    rm = rm_cli._parser()
+    return [
+        ("train", GRPOConfig, train._parser(), []),
+        ("warmstart", warmstart.WarmstartConfig, warmstart._parser(), []),
+        ("ablate", ablate.AblationConfig, ablate._parser(), []),
+        ("reward_model bootstrap", BootstrapConfig, _subparser(rm, "bootstrap"), []),
+        ("reward_model train", TrainConfig, _subparser(rm, "train"), ["--out", "m"]),
+        (
+            "reward_model export",
+            ExportConfig,
+            _subparser(rm, "export"),
+            ["--out", "p.jsonl", "--format", "trl"],
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "index", range(6), ids=["train", "warmstart", "ablate", "rm-bootstrap", "rm-train", "rm-export"]
+)
+def test_each_cli_has_a_flag_with_help_for_every_config_field_and_the_same_defaults(index):
+    import dataclasses
+    import re
+
+    name, config, parser, required = _config_clis()[index]
+    actions = {a.dest: a for a in reversed(parser._actions)}  # --bf16 before its --no-bf16
+    given = vars(parser.parse_args(required))
+    for f in dataclasses.fields(config):
+        action = actions.get(f.name)
+        assert action is not None, f"{name}: no flag for {f.name}"
+        assert f.metadata.get("help") and f.metadata["help"] in (action.help or ""), (
+            f"{name}: {f.name} has no help"
+        )
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in action.option_strings or f"--no-{flag[2:]}" in action.option_strings, (name, f.name)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            continue  # a required flag: given above
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.name in given and f"--{f.name.replace('_', '-')}" not in required:
+            assert given[f.name] == default or (given[f.name] is None and default is None), (name, f.name)
+        elif f.name not in given:  # not given: the config's default applies, and --help says which
+            assert f"(default: {default})" in action.help, (name, f.name, action.help)
+    usage = parser.format_help()
+    assert not re.findall(r"--\w+_\w+", usage), (name, re.findall(r"--\w+_\w+", usage))

@@ -5,14 +5,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config_args import config_field as _arg
 from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
 
-__all__ = ["check_out", "export", "label_rows", "pair_rows"]
+__all__ = ["ExportConfig", "check_out", "export", "label_rows", "pair_rows"]
+
+
+@dataclass
+class ExportConfig:
+    """Options of :func:`export` (the ``export`` subcommand: a flag and a help line per field)."""
+
+    out: str = _arg(help="output file (trl, jsonl) or folder (hf)")
+    format: str = _arg(help="trl: prompt/chosen/rejected/margin JSONL; jsonl: pairs with provenance; hf: a "
+                       "datasets folder", choices=EXPORT_FORMATS)  # fmt: skip
+    sources: tuple[str, ...] | None = _arg(None, "rating sources, comma-separated; none: all")
+    what: str = _arg(
+        "pairs", "pairs (preference pairs) or labels (per-trace labels)", choices=("pairs", "labels")
+    )
+    reference: bool = _arg(True, "show the items' true events in the prompts (--no-reference: do not)")
+    min_gap: float = _arg(0.1, "smallest quality gap that makes a preference pair")
 
 
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config_args import config_field as _arg
 from ..judges.learned import (
     CALIBRATION_FILE,
     CONSISTENCY_DIR,
@@ -204,25 +205,33 @@ def _train_reward_head(
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`train` (the ``train`` subcommand)."""
+    """Options of :func:`train` (the ``train`` subcommand: a flag and a help line per field)."""
 
-    out: str
-    sources: tuple[str, ...] | None = None  # None: every source
-    base: str | None = None  # HF sequence-classification base; None: the tiny default
-    tokenizer: str | None = None  # default: the base's, or the project's for the tiny model
-    reference: bool = True
-    consistency_reference: bool = False  # R_c is about the reasoning and its answer, not the truth
-    eval_frac: float = 0.2
-    min_gap: float = 0.1
-    epochs: float = 4.0  # reward head (passes over the replicated pairs)
-    consistency_epochs: float = 6.0
-    lr: float | None = None  # default: 1e-3 for the tiny model, 2e-5 for a base
-    batch_size: int = 16
-    max_length: int = 1024
-    seed: int = 0
-    progress: bool = True
-    tiny: dict[str, Any] | None = None  # overrides of TINY_CONFIG, e.g. {"num_hidden_layers": 3}
-    init: str | None = None  # policy folder whose text decoder initialises the tiny model
+    out: str = _arg(help="output folder (the two heads, metrics.json, calibration.png)")
+    sources: tuple[str, ...] | None = _arg(
+        None, "rating sources, comma-separated, e.g. human,oracle; none: all"
+    )
+    base: str | None = _arg(None, "HF sequence-classification base; none: the tiny model from scratch")
+    tokenizer: str | None = _arg(
+        None, "tokenizer path; none: the base's, or the project's for the tiny model"
+    )
+    reference: bool = _arg(True, "show the model the items' true events (--no-reference: do not)")
+    consistency_reference: bool = _arg(
+        False, "show the true events to the consistency head too (R_c is about the reasoning and its answer)"
+    )
+    eval_frac: float = _arg(0.2, "share of items held out for the metrics")
+    min_gap: float = _arg(0.1, "smallest quality gap that makes a preference pair")
+    epochs: float = _arg(4.0, "reward-head epochs over the (replicated) pairs")
+    consistency_epochs: float = _arg(6.0, "consistency-head epochs over the labelled traces")
+    lr: float | None = _arg(None, "learning rate; none: 1e-3 for the tiny model, 2e-5 for a base")
+    batch_size: int = _arg(16, "pairs per step")
+    max_length: int = _arg(1024, "longest input in tokens")
+    seed: int = _arg(0, "seed of the split, initialisation and shuffling")
+    progress: bool = _arg(True, "progress bars (--no-progress or --quiet: none)")
+    tiny: dict[str, Any] | None = _arg(
+        None, 'overrides of TINY_CONFIG as JSON, e.g. {"num_hidden_layers": 3}'
+    )
+    init: str | None = _arg(None, "policy folder whose text decoder initialises the tiny model")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.base is None else 2e-5)
