@@ -31,28 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, load_audio
+from .data import load_items as load_items  # re-exported: it lived here
 from .prompts import ADAPTIVE, INVALID_OUTPUT, MODES, NO_THINK_OUTPUT
 from .rewards import match_choice
 
 ABLATIONS = ("none", "hiss", "silence")
-
-
-def load_items(path: str | Path) -> list[dict]:
-    """Items of an MMAU-layout JSON file, with ``audio_path`` resolved next to the file."""
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read MMAU-layout JSON: {err}") from err
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of items")
-    for i, item in enumerate(items):
-        missing = [k for k in ("audio_id", "question", "choices", "answer") if k not in item]
-        if missing:
-            raise ValueError(f"{path}: item {i} lacks {', '.join(missing)}")
-        item.setdefault("id", str(i))
-        item["audio_path"] = str((path.parent / item["audio_id"]).resolve())
-    return items
 
 
 def check_clips(items: Sequence[dict]) -> None:

@@ -31,7 +31,7 @@ import torch
 
 from . import synth
 from .checkpoints import resume_point, save_checkpoint, save_final, truncate_log
-from .evaluate import load_items
+from .data import load_items
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOConfig
 from .grpo_config import ROLLOUTS as ROLLOUTS  # re-exported with GRPOConfig (older imports)
 from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics
