@@ -50,7 +50,7 @@ from .policy import (
 from .rewards import (
     LOGGED_TERMS,
     REWARD_SETS,
-    Verdict,
+    JudgeScores,
     completion_terms,
     is_think,
     parse_completion,
@@ -60,7 +60,7 @@ from .rewards import (
 # 2. Rewards and advantages
 
 
-def judge_completions(completions: Sequence[str], items: Sequence[dict], judge) -> list[Verdict | None]:
+def judge_completions(completions: Sequence[str], items: Sequence[dict], judge) -> list[JudgeScores | None]:
     """The judge's (consistent, quality, failed) for each think completion with think text, else None.
 
     Each process judges its own completions; the loop gathers the verdicts, so the judge's work is split
@@ -77,7 +77,7 @@ def judge_completions(completions: Sequence[str], items: Sequence[dict], judge) 
         for i in judged
     ]
     verdicts = judge.score_batch(requests) if requests else []
-    out: list[Verdict | None] = [None] * len(completions)
+    out: list[JudgeScores | None] = [None] * len(completions)
     for i, v in zip(judged, verdicts, strict=True):
         out[i] = (float(v.consistent), float(v.quality), bool(v.failed))
     return out
@@ -90,7 +90,7 @@ def score_completions(
     cfg: GRPOConfig,
     step: int,
     judge=None,
-    verdicts: Sequence[Verdict | None] | None = None,
+    verdicts: Sequence[JudgeScores | None] | None = None,
 ) -> dict[str, list]:
     """Every reward function of ``cfg``'s set on the global batch (ATAR's λ and R_t's mean are batch
     statistics), their weighted sum ``total``, and what the run logs per completion.
