@@ -17,22 +17,53 @@ except ImportError:
     spaces = None
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be bound now (another server listens there)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closing socket is free
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(getattr(err, "orig", None) or err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder, hub id, or a GRPO run's final/")
-    p.add_argument("--db", default=None, help="ratings database URL (default $AUDIO_THINKER_DB)")
+    p.add_argument(
+        "--db", default=None, help="ratings database URL or SQLite file (default $AUDIO_THINKER_DB)"
+    )
     p.add_argument("--port", type=int, default=None, help="port (default $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--host", default=None, help="server name, e.g. 0.0.0.0 (default $GRADIO_SERVER_NAME)")
     args = p.parse_args(argv)
-    if args.model:
-        os.environ["AUDIO_THINKER_MODEL"] = args.model
-    if args.db:
-        os.environ["AUDIO_THINKER_DB"] = args.db
+    port_flag = (
+        f"--port {args.port}" if args.port else f"GRADIO_SERVER_PORT={os.environ.get('GRADIO_SERVER_PORT')}"
+    )
+    port = args.port or int(os.environ.get("GRADIO_SERVER_PORT") or 0)
+    host = args.host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    if port and _port_taken(host, port):
+        sys.exit(f"app.py: cannot start the studio: {port_flag} is in use on {host}; choose another --port")
 
     from app import studio
     from app.services import compare, model, state
 
-    state.configure()
+    given = {"db_url": args.db, "model_path": args.model}
+    state.configure(**{k: v for k, v in given.items() if v})
+    try:  # the ratings store first: a bad --db is named as such, not as a model that did not load
+        state.store()
+    except state.StoreUnavailable as err:
+        reason = _first_line(err.__cause__ or err)
+        sys.exit(f"app.py: cannot open the ratings database {state.db_label()}: {reason}")
+    except ValueError as err:  # a URL no installed driver reads; the message names it
+        sys.exit(f"app.py: cannot open the ratings database: {_first_line(err)}")
     if spaces is not None:
         compare.use_gpu_decorator(spaces.GPU)
     try:  # a model that cannot be loaded: one line saying why, not a stack trace
@@ -41,9 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     except state.UserError as err:
         sys.exit(f"app.py: cannot start the studio: {err}")
     except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        sys.exit(f"app.py: cannot start the studio: {model.model_name()} did not load ({reason[:300]})")
-    overrides = {}
+        sys.exit(f"app.py: cannot start the studio: {model.model_name()} did not load ({_first_line(err)})")
+    overrides: dict[str, object] = {}
     if args.port:
         overrides["server_port"] = args.port
     if args.host:

@@ -1,7 +1,7 @@
 """The paper's Table 1 in miniature: one GRPO run per reward set and training seed, all from the same base,
 evaluated on an in-distribution set, a shifted set and a hiss set, reported as mean ± spread over the seeds.
 
-    python -m audio_thinker.ablate --out runs/ablation                       # grpo, atar, atar+rc, full; seeds 0, 1
+    python -m audio_thinker.ablate --out runs/ablation                       # grpo, atar, atar+rc, full; seeds 0, 1, 2
     python -m audio_thinker.ablate --out runs/ablation --max-steps 40 --sets grpo,full --seeds 0
 
 Runs live in ``OUT/<set>/seed-<s>`` and differ only in ``reward_set`` and ``seed`` (the rest comes from
@@ -24,16 +24,18 @@ rate and mean think quality, each as mean ± sample standard deviation over the 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import synth
-from .grpo import GRPOConfig, train
+from .config_args import config_field as _arg
+from .config_args import config_parser
+from .grpo import train
+from .grpo_config import GRPOConfig
 from .prompts import THINK
 from .rewards import REWARD_SETS
 from .train import DEFAULT_CONFIG, load_config
@@ -57,6 +59,19 @@ REPORTED = (
     "right_flawed_rate",
 )
 NOT_COMPARED = ("resume",)  # config keys that may differ between the asked-for and the saved config
+
+
+@dataclass
+class AblationConfig:
+    """What ``python -m audio_thinker.ablate`` runs (a flag and a help line per field)."""
+
+    out: str = _arg("runs/ablation", "output folder: OUT/<set>/seed-<s> runs, OUT/ablation.json and .md")
+    sets: str = _arg(",".join(DEFAULT_SETS), f"comma-separated reward sets, of: {', '.join(REWARD_SETS)}")
+    seeds: str = _arg(",".join(map(str, DEFAULT_SEEDS)), "comma-separated training seeds")
+    config: str = _arg(str(DEFAULT_CONFIG), "YAML file of GRPOConfig fields every run starts from")
+    max_steps: int | None = _arg(None, "GRPO steps per run; none: the config's max_steps")
+    eval_per_task: int = _arg(40, "evaluation items per synth-aqa task, in each of the three sets")
+    eval_seed: int = _arg(55_555, "synth-aqa seed of the evaluation sets")
 
 
 class AblationError(ValueError):
@@ -285,18 +300,19 @@ def ablation_table(result: dict) -> str:
     return "\n\n".join(parts)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m audio_thinker.ablate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--sets", default=",".join(DEFAULT_SETS), help="comma-separated reward sets")
-    p.add_argument(
-        "--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated training seeds"
+def _parser():
+    """``HfArgumentParser`` over :class:`AblationConfig`: a flag and a help line per field."""
+    return config_parser(
+        AblationConfig,
+        prog="python -m audio_thinker.ablate",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--config", default=str(DEFAULT_CONFIG))
-    p.add_argument("--max-steps", type=int, default=None, help="default: the config's max_steps")
-    p.add_argument("--eval-per-task", type=int, default=40)
-    p.add_argument("--eval-seed", type=int, default=55_555)
-    args = p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    p = _parser()
+    (args,) = p.parse_args_into_dataclasses(argv)
     sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
     if unknown := [s for s in sets if s not in REWARD_SETS]:
         p.exit(2, f"error: unknown reward set(s) {unknown}; choose from {list(REWARD_SETS)}\n")

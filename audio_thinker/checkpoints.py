@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .grpo import GRPOConfig
+    from .grpo_config import GRPOConfig
 
 
 def save_checkpoint(accelerator, out: Path, step: int) -> None:

@@ -31,28 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, load_audio
+from .data import load_items as load_items  # re-exported: it lived here
 from .prompts import ADAPTIVE, INVALID_OUTPUT, MODES, NO_THINK_OUTPUT
 from .rewards import match_choice
 
 ABLATIONS = ("none", "hiss", "silence")
-
-
-def load_items(path: str | Path) -> list[dict]:
-    """Items of an MMAU-layout JSON file, with ``audio_path`` resolved next to the file."""
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read MMAU-layout JSON: {err}") from err
-    if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of items")
-    for i, item in enumerate(items):
-        missing = [k for k in ("audio_id", "question", "choices", "answer") if k not in item]
-        if missing:
-            raise ValueError(f"{path}: item {i} lacks {', '.join(missing)}")
-        item.setdefault("id", str(i))
-        item["audio_path"] = str((path.parent / item["audio_id"]).resolve())
-    return items
 
 
 def check_clips(items: Sequence[dict]) -> None:
@@ -183,6 +166,7 @@ def evaluate(
     temperature: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    desc: str | None = None,
     judge=None,
     samples: int = 1,
 ) -> tuple[list[dict], dict]:
@@ -190,6 +174,7 @@ def evaluate(
 
     With a ``judge`` (see :mod:`audio_thinker.judges`) every think trace is judged too. With ``samples`` K > 1
     (and ``temperature`` > 0) every item gets K draws and the metrics gain pass@K (see the module docstring).
+    ``progress`` shows a bar on stderr, labelled ``desc``.
     """
     from tqdm.auto import tqdm
 
@@ -199,7 +184,7 @@ def evaluate(
         raise ValueError("samples > 1 needs a temperature > 0 (greedy draws are all the same)")
 
     predictions: list[dict] = []
-    bar = tqdm(total=len(items), desc=f"evaluate ({mode})", disable=not progress, unit="item")
+    bar = tqdm(total=len(items), desc=desc or f"evaluate ({mode})", disable=not progress, unit="item")
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         audios, ok = [], []
@@ -289,6 +274,40 @@ def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
     return row
 
 
+DIFFICULTY_ORDER = ("easy", "medium", "hard")
+
+
+def format_summary(metrics: dict, mode: str, out: str | Path | None = None) -> str:
+    """What ``evaluate`` prints at the end: a table of accuracy, no-think rate, mean tokens and n, overall
+    and by difficulty, then the judge's and the sampling's numbers when there are any, then the files."""
+    by = metrics.get("by_difficulty", {})
+    order = [d for d in DIFFICULTY_ORDER if d in by] + sorted(d for d in by if d not in DIFFICULTY_ORDER)
+    width = max([len("difficulty"), *(len(d) for d in order)])
+    lines = [
+        f"evaluated {metrics['n']} items, {mode} prompt",
+        f"{'difficulty':<{width}}  accuracy  no-think  mean tokens      n",
+    ]
+    for name, m in [("all", metrics), *((d, by[d]) for d in order)]:
+        lines.append(
+            f"{name:<{width}}  {m['accuracy']:>8.3f}  {m['no_think_rate']:>8.3f}  "
+            f"{m['mean_completion_tokens']:>11.1f}  {m['n']:>5}"
+        )
+    if metrics.get("n_judged") is not None:
+        lines.append(
+            f"judged think traces: {metrics['n_judged']}, consistency rate {metrics['consistency_rate']}, "
+            f"mean think quality {metrics['mean_think_quality']}"
+        )
+    if "pass_at_k" in metrics:
+        lines.append(
+            f"pass@{metrics['k']} {metrics['pass_at_k']:.3f}, sample accuracy {metrics['sample_accuracy']:.3f}"
+        )
+    if metrics.get("no_prediction"):
+        lines.append(f"no answer parsed: {metrics['no_prediction']} of {metrics['n']}")
+    if out is not None:
+        lines.append(f"wrote {Path(out) / 'metrics.json'} and {Path(out) / 'predictions.json'}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m audio_thinker.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="MMAU-layout JSON file")
@@ -362,18 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config["model"] = args.model or "default"
     (out / "predictions.json").write_text(json.dumps(predictions, indent=1))
     (out / "metrics.json").write_text(json.dumps({**metrics, "config": config}, indent=1))
-    summary = {d: m["accuracy"] for d, m in metrics["by_difficulty"].items()}
-    print(
-        f"accuracy {metrics['accuracy']:.3f} (n={metrics['n']}), no-think rate {metrics['no_think_rate']:.3f}, "
-        f"mean tokens {metrics['mean_completion_tokens']:.1f}, by difficulty {summary}"
-        + (f", consistency rate {metrics['consistency_rate']}" if judge else "")
-        + (
-            f", pass@{metrics['k']} {metrics['pass_at_k']} (sample accuracy {metrics['sample_accuracy']})"
-            if args.samples > 1
-            else ""
-        )
-        + f" -> {out}"
-    )
+    print(format_summary(metrics, args.mode, out))
 
 
 if __name__ == "__main__":

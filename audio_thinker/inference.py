@@ -1,4 +1,5 @@
-"""One inference API for evaluation, the studio and GRPO rollouts.
+"""One inference API for evaluation, the studio and GRPO rollouts; ``python -m audio_thinker.inference CLIP``
+asks a model about one clip.
 
 :class:`AudioLM` wraps a policy and its processor. :meth:`AudioLM.answer` answers one item,
 :meth:`AudioLM.answer_batch` many (batched, left-padded), :meth:`AudioLM.stream` yields the text as it
@@ -8,6 +9,7 @@ and can draw ``group`` completions per prompt from one prefill (what GRPO needs)
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -283,3 +285,40 @@ class AudioLM:
         return Answer(
             text, mode, parsed.mode, parsed.think, parsed.answer, prompt_tokens, completion_tokens, latency
         )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Answer one question about one clip and print the completion and its parsed answer."""
+    from .audio import DEFAULT_SAMPLING_RATE, AudioError, load_audio
+    from .models import check_model_source, default_model_path
+    from .prompts import MODES
+
+    p = argparse.ArgumentParser(
+        prog="python -m audio_thinker.inference", description="Ask a model one question about one clip."
+    )
+    p.add_argument("clip", help="audio file (WAV, FLAC, OGG, MP3, ...)")
+    p.add_argument("--question", default="What do you hear?", help="the question asked about the clip")
+    p.add_argument("--choices", nargs="+", default=None, help="answer choices (a multiple-choice question)")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: the shipped tiny model)")
+    p.add_argument("--mode", default=ADAPTIVE, choices=MODES, help="prompt mode (default: adaptive)")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="generation length cap (default: 160)")
+    args = p.parse_args(argv)
+    if args.max_new_tokens < 1:
+        p.exit(2, f"error: --max-new-tokens must be at least 1, got {args.max_new_tokens}\n")
+    try:
+        audio = load_audio(args.clip)  # refused before the model loads
+        source = check_model_source(args.model or default_model_path())
+    except (AudioError, ValueError) as err:
+        p.exit(2, f"error: {str(err).strip().splitlines()[0]}\n")
+    lm = AudioLM.from_pretrained(source, max_new_tokens=args.max_new_tokens)
+    try:
+        clip = audio if lm.sampling_rate == DEFAULT_SAMPLING_RATE else args.clip  # else decoded at its rate
+        ans = lm.answer(clip, args.question, args.choices, args.mode)
+    except ValueError as err:  # a question or choices the prompt refuses
+        p.exit(2, f"error: {str(err).strip().splitlines()[0]}\n")
+    print(ans.text)
+    print(f"answer: {ans.answer} ({ans.output_mode}, {ans.completion_tokens} tokens, {ans.latency_s:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

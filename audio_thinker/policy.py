@@ -25,7 +25,7 @@ from .models import embed_prompt, encode_audio, freeze_unused, language_model, l
 from .prompts import chat_prompt
 
 if TYPE_CHECKING:
-    from .grpo import GRPOConfig
+    from .grpo_config import GRPOConfig
 
 
 def process_share(B: int, G: int, world: int, rank: int) -> tuple[slice, slice, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,14 +23,19 @@ def eval_items(seed: int, per_task: int) -> list[dict]:
 
 
 def evaluate_models(models: dict[str, str], modes: Sequence[str], items: list[dict], out: Path) -> dict:
-    """metrics[name][mode] for each model folder; predictions and metrics saved under ``out/eval``."""
+    """metrics[name][mode] for each model folder; predictions and metrics saved under ``out/eval``.
+
+    Shows its progress on stderr: a line per model and prompt mode, then a bar over the items."""
     from .inference import AudioLM
 
     results: dict[str, dict] = {}
-    for name, path in models.items():
+    total = len(models) * len(modes)
+    for n_model, (name, path) in enumerate(models.items()):
         lm = AudioLM.from_pretrained(path)
-        for mode in modes:
-            preds, metrics = evaluate(lm, items, mode=mode, progress=False)
+        for n_mode, mode in enumerate(modes):
+            k = n_model * len(modes) + n_mode + 1
+            print(f"evaluating {name} · {mode} ({k} of {total}) on {len(items)} items", file=sys.stderr)
+            preds, metrics = evaluate(lm, items, mode=mode, desc=f"evaluate {name} · {mode}")
             d = out / "eval" / f"{name}-{mode}"
             d.mkdir(parents=True, exist_ok=True)
             (d / "metrics.json").write_text(json.dumps({**metrics, "model": path}, indent=1))
@@ -102,6 +108,26 @@ def error_change(before: float, after: float) -> str:
         return "up from zero"
     change = (after - before) / before
     return f"cut by {-change:.0%}" if change < 0 else f"up {change:.0%}"
+
+
+STALE_MARK = "> **Stale**"
+
+
+def mark_report_stale(out: str | Path, step: int) -> Path | None:
+    """Put a note atop an earlier ``out/report.md`` when ``out/final`` was retrained (to ``step``) without a
+    new report, so the old numbers do not pass for the new model's; returns the report's path, or None."""
+    path = Path(out) / "report.md"
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    if text.startswith(STALE_MARK):
+        text = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    note = (
+        f"{STALE_MARK}: `final/` was trained on to step {step} after this report was written; its numbers "
+        "describe an earlier model. Evaluate `final/` again (`python -m audio_thinker.evaluate`) for current ones."
+    )
+    path.write_text(f"{note}\n\n{text}")
+    return path
 
 
 def write_report(cfg) -> Path:

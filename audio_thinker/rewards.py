@@ -45,7 +45,7 @@ __all__ = [
     "Parsed",
     "RewardFunction",
     "RewardSet",
-    "Verdict",
+    "JudgeScores",
     "accuracy_reward_func",
     "answer_tokens",
     "atar",
@@ -338,11 +338,12 @@ def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) ->
 # Every function is ``fn(prompts, completions, **columns) -> list[float]``, one reward per completion of
 # the global batch (the calling convention of TRL's GRPOTrainer). The GRPO loop passes these columns, one
 # entry per completion: ``answer`` and ``choices`` (the item's), ``verdicts`` (the judge's
-# :data:`Verdict` of a think completion with think text, else None), and the scalars ``step`` and
+# :data:`JudgeScores` of a think completion with think text, else None), and the scalars ``step`` and
 # ``max_steps``. Functions take what they need and ignore the rest.
 
-Verdict = tuple[float, float, bool]
-"""A judge's verdict on one think trace: (consistent 0/1, quality 0..1, the judge failed)."""
+JudgeScores = tuple[float, float, bool]
+"""A judge's scores of one think trace as the rewards read them: (consistent 0/1, quality 0..1, the judge
+failed); the judge's own result is :class:`audio_thinker.judges.Verdict`."""
 
 
 def is_think(parsed: Parsed, completion: str) -> bool:
@@ -366,7 +367,7 @@ def _think_and_correct(
 def _judged_terms(
     think: Sequence[bool],
     correct: Sequence[bool],
-    verdicts: Sequence[Verdict | None],
+    verdicts: Sequence[JudgeScores | None],
     no_think_consistency: str = "one",
 ) -> tuple[list[float], list[float], list[float | None]]:
     """Gated R_c, filled R_t, and the judge's raw consistency (None where not judged) for a batch.
@@ -421,7 +422,7 @@ def consistency_reward_func(
     *,
     answer: Sequence[str],
     choices: Sequence[Sequence[str]],
-    verdicts: Sequence[Verdict | None],
+    verdicts: Sequence[JudgeScores | None],
     step: int,
     max_steps: int,
     no_think_consistency: str = "one",
@@ -444,7 +445,7 @@ def think_quality_reward_func(
     *,
     answer: Sequence[str],
     choices: Sequence[Sequence[str]],
-    verdicts: Sequence[Verdict | None],
+    verdicts: Sequence[JudgeScores | None],
     **_,
 ) -> list[float]:
     """R_t: the judge's quality of each think trace; no-think completions get the batch mean."""
@@ -524,7 +525,7 @@ def completion_terms(
     *,
     answer: Sequence[str],
     choices: Sequence[Sequence[str]],
-    verdicts: Sequence[Verdict | None],
+    verdicts: Sequence[JudgeScores | None],
     no_think_consistency: str = "one",
     **_,
 ) -> dict[str, list]:

@@ -570,6 +570,22 @@ def make_split(
     return path
 
 
+def remove_split(out: str | Path, split: str) -> None:
+    """Delete ``out/<split>.json`` and the clips it lists under ``out/audio`` (other splits' clips stay)."""
+    out = Path(out)
+    path = out / f"{split}.json"
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, ValueError):
+        items = []
+    audio_dir = (out / "audio").resolve()
+    for item in items if isinstance(items, list) else []:
+        clip = (out / str(item.get("audio_id", ""))).resolve() if isinstance(item, dict) else None
+        if clip is not None and clip.parent == audio_dir and clip.is_file():
+            clip.unlink()
+    path.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m audio_thinker.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (gets <split>.json and audio/)")
@@ -583,12 +599,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="the shifted test distribution: more events, closer pitches, louder hiss, tighter onsets, "
         "unseen combinations (see the module docstring)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier set of the same split in --out (its <split>.json and the clips it lists)",
+    )
     args = p.parse_args(argv)
     if args.n < 1:
         p.exit(2, f"error: --n must be at least 1, got {args.n}\n")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        p.exit(2, f"error: --out {args.out} is a file; give a folder\n")
+    earlier = out / f"{args.split}.json"
+    if earlier.exists() and not args.overwrite:
+        p.exit(
+            2,
+            f"error: {earlier} holds an earlier set; choose another --out, or pass --overwrite to replace "
+            "it and its clips\n",
+        )
     tasks = args.tasks.split(",") if args.tasks else None
     if tasks and (bad := [t for t in tasks if t not in TASKS]):
         p.error(f"unknown task(s) {bad}; choose from {list(TASKS)}")
+    if earlier.exists():
+        remove_split(out, args.split)
     path = make_split(args.out, args.n, args.seed, args.split, tasks, args.shift)
     print(f"wrote {args.n} items to {path}")
 

@@ -14,7 +14,6 @@ evaluated on a fresh synth-aqa set and ``OUT/report.md`` is written with its plo
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -25,7 +24,9 @@ import yaml
 from transformers import HfArgumentParser
 
 from .checkpoints import resume_point
-from .grpo import GRPOConfig, train
+from .config_args import config_parser
+from .grpo import train
+from .grpo_config import GRPOConfig
 from .judges import llm_judge_source
 from .models import check_model_source, default_model_path
 
@@ -56,11 +57,11 @@ def _parser() -> HfArgumentParser:
     Field flags default to "not given" (absent from the parsed namespace), so that :func:`load_config` can
     put the given ones over the YAML. An optional field reads ``none`` / ``null`` as None (not given).
     """
-    p = HfArgumentParser(
+    p = config_parser(
         GRPOConfig,
+        given_only=True,
         prog="python -m audio_thinker.train",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument(
@@ -71,11 +72,8 @@ def _parser() -> HfArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the before/after evaluation and report")
     optional = {f.name for f in dataclasses.fields(GRPOConfig) if f.default is None}
     for action in p._actions:
-        if action.dest in FIELD_NAMES:
-            action.help = f"{action.help} (default: {action.default})"
-            action.default = argparse.SUPPRESS
-            if action.dest in optional:
-                action.type = _optional(action.type)
+        if action.dest in optional:
+            action.type = _optional(action.type)
     return p
 
 
@@ -91,6 +89,8 @@ def main(argv=None) -> None:
         cfg = load_config(config_path, args)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        p.exit(2, f"error: --out {cfg.out} is a file; give a folder for the run\n")
     if cfg.resume is None and (Path(cfg.out) / "final").exists():
         p.exit(
             2,
@@ -105,11 +105,13 @@ def main(argv=None) -> None:
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     result = train(cfg)
-    if not no_report and cfg.eval_per_task > 0 and int(os.environ.get("RANK", "0")) == 0:
-        from .report import write_report
+    if int(os.environ.get("RANK", "0")) == 0:
+        from .report import mark_report_stale, write_report
 
-        path = write_report(cfg)
-        print(f"report: {path}")
+        if not no_report and cfg.eval_per_task > 0:
+            print(f"report: {write_report(cfg)}")
+        elif stale := mark_report_stale(cfg.out, cfg.max_steps):
+            print(f"report: {stale} is from before this run and is marked stale")
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"final": result["final"]}))
 

@@ -26,7 +26,6 @@ cross-entropy on the completion tokens only. Deterministic for a given ``--seed`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -40,6 +39,8 @@ import torch.nn.functional as F
 
 from . import synth
 from . import teacher as teaching
+from .config_args import config_field as _arg
+from .config_args import config_parser
 from .models import (
     TINY_MODEL_DIR,
     build_processor,
@@ -68,35 +69,56 @@ FINETUNE_DEFAULTS = {"steps": 450, "lr": 1e-3, "warmup_steps": 30, "eval_every":
 
 @dataclass
 class WarmstartConfig:
-    out: str = str(TINY_MODEL_DIR)
-    from_shipped: bool = False  # continue from the shipped checkpoint (stage 2 only)
-    init: str = ""  # continue from this checkpoint folder (stage 2 only)
-    teacher: str = "gold"  # gold | flawed (audio_thinker.teacher)
-    slip_rate: float = teaching.TeacherConfig.slip_rate
-    inconsistent_rate: float = teaching.TeacherConfig.inconsistent_rate
-    ramble_rate: float = teaching.TeacherConfig.ramble_rate
-    right_slip_rate: float = teaching.TeacherConfig.right_slip_rate
-    systematic_rate: float = teaching.TeacherConfig.systematic_rate
-    # comma-separated names of teaching.ALL_FLAWS; all; wrong-answer (the #16 base's: SYSTEMATIC_FLAWS); none
-    systematic: str = "all"
-    easy_direct_share: float = DIRECT_SHARE["easy"]
-    medium_direct_share: float = DIRECT_SHARE["medium"]
-    encoder_steps: int = 300
-    encoder_batch_size: int = 64
-    steps: int = 1250
-    batch_size: int = 32
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 150
-    hard_direct_share: float = DIRECT_SHARE["hard"]
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    bf16: bool = True
-    eval_every: int = 250
-    eval_per_task: int = 6
-    max_minutes: float = 0.0  # 0: no time limit
-    threads: int = 0  # 0: torch default
+    """The warm start's settings (``python -m audio_thinker.warmstart --help`` has a flag per field)."""
+
+    out: str = _arg(str(TINY_MODEL_DIR), "output folder of the model, tokenizer, processor and logs")
+    from_shipped: bool = _arg(
+        False, "continue from the shipped checkpoint (stage 2 only, fine-tuning defaults)"
+    )
+    init: str = _arg("", "continue from this checkpoint folder (stage 2 only, fine-tuning defaults)")
+    teacher: str = _arg(
+        "gold", "traces to learn: gold, or flawed (audio_thinker.teacher's imperfect teacher)"
+    )
+    slip_rate: float = _arg(teaching.TeacherConfig.slip_rate, "flawed teacher: share of traces with a slip")
+    inconsistent_rate: float = _arg(
+        teaching.TeacherConfig.inconsistent_rate,
+        "flawed teacher: share of traces whose answer contradicts them",
+    )
+    ramble_rate: float = _arg(teaching.TeacherConfig.ramble_rate, "flawed teacher: share of rambling traces")
+    right_slip_rate: float = _arg(
+        teaching.TeacherConfig.right_slip_rate,
+        "flawed teacher: share of traces with a mis-heard onset that leaves the answer right",
+    )
+    systematic_rate: float = _arg(
+        teaching.TeacherConfig.systematic_rate, "flawed teacher: rate of its systematic (keyed) flaws"
+    )
+    systematic: str = _arg(
+        "all",
+        "keyed flaws: comma-separated names of teacher.ALL_FLAWS; all; wrong-answer (the #16 base's "
+        "teacher.SYSTEMATIC_FLAWS); none",
+    )
+    easy_direct_share: float = _arg(
+        DIRECT_SHARE["easy"], "adaptive targets: share of direct answers, easy items"
+    )
+    medium_direct_share: float = _arg(
+        DIRECT_SHARE["medium"], "adaptive targets: direct answers, medium items"
+    )
+    encoder_steps: int = _arg(300, "stage 1: encoder pretraining steps (event tagging)")
+    encoder_batch_size: int = _arg(64, "stage 1: clips per step")
+    steps: int = _arg(1250, "stage 2: fine-tuning steps (with --init / --from-shipped: 450)")
+    batch_size: int = _arg(32, "stage 2: examples per step")
+    lr: float = _arg(2e-3, "stage 2: peak learning rate (with --init / --from-shipped: 1e-3)")
+    min_lr_ratio: float = _arg(0.05, "stage 2: the cosine schedule's floor, as a share of the peak")
+    warmup_steps: int = _arg(150, "stage 2: warm-up steps (with --init / --from-shipped: 30)")
+    hard_direct_share: float = _arg(DIRECT_SHARE["hard"], "adaptive targets: direct answers, hard items")
+    weight_decay: float = _arg(0.01, "AdamW weight decay")
+    grad_clip: float = _arg(1.0, "gradient clipping norm")
+    seed: int = _arg(0, "seed of the items, initialisation and sampling")
+    bf16: bool = _arg(True, "bf16 autocast on the CPU")
+    eval_every: int = _arg(250, "quick evaluation every N steps; 0: only at the end (--init: 0)")
+    eval_per_task: int = _arg(6, "items per task of each quick evaluation")
+    max_minutes: float = _arg(0.0, "stop stage 2 after this many minutes; 0: no time limit")
+    threads: int = _arg(0, "torch CPU threads; 0: torch's default")
 
     def teacher_config(self) -> teaching.TeacherConfig | None:
         """The flawed teacher's settings, or None for the gold teacher."""
@@ -426,18 +448,20 @@ def train(cfg: WarmstartConfig) -> dict:
     return summary
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m audio_thinker.warmstart", description=__doc__.split("\n\n")[0]
+def _parser():
+    """``HfArgumentParser`` over :class:`WarmstartConfig`: a flag and a help line per field; a flag not given
+    stays out of the namespace (the fine-tuning defaults of ``--init`` may fill it in)."""
+    return config_parser(
+        WarmstartConfig,
+        given_only=True,
+        prog="python -m audio_thinker.warmstart",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
     )
-    for name, value in asdict(WarmstartConfig()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        else:
-            # None: not given (the fine-tuning defaults may fill it in)
-            p.add_argument(flag, type=type(value), default=None if name in FINETUNE_DEFAULTS else value)
-    args = {k: v for k, v in vars(p.parse_args(argv)).items() if v is not None}
+
+
+def main(argv=None) -> None:
+    args = vars(_parser().parse_args(argv))
     if args.get("from_shipped") or args.get("init"):
         args = FINETUNE_DEFAULTS | args
     train(WarmstartConfig(**args))

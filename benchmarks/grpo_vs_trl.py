@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from audio_thinker import grpo  # noqa: E402
 from audio_thinker.models import CHAT_TEMPLATE, TINY_TEXT_CONFIG, auto_tokenizer, build_tokenizer  # noqa: E402
 from audio_thinker.prompts import chat_prompt, user_text  # noqa: E402
-from audio_thinker.rewards import format_reward, match_choice, parse_completion  # noqa: E402
+from audio_thinker.rewards import reward_functions  # noqa: E402
 from audio_thinker.warmstart import tokenizer_corpus  # noqa: E402
 
 G = 8
@@ -124,19 +124,23 @@ def run_ours(model_dir: Path, out: Path, args) -> dict:
 # TRL
 
 
-def reward_accuracy(completions, answer, choices, **kwargs) -> list[float]:
-    """R_a of ``reward_set="grpo"``: 1 when the completion is format-valid and its answer matches the gold."""
-    out = []
-    for c, a, ch in zip(completions, answer, choices, strict=True):
-        text = c[0]["content"] if isinstance(c, list) else c
-        p = parse_completion(text)
-        out.append(float(p.mode != "invalid" and match_choice(p.answer, a, ch)))
-    return out
+def _texts(completions) -> list[str]:
+    """TRL's completions as text (a conversational completion is a list of messages)."""
+    return [c[0]["content"] if isinstance(c, list) else c for c in completions]
 
 
-def reward_format(completions, **kwargs) -> list[float]:
-    """R_f (weight 1 in the R1-AQA recipe that ``reward_set="grpo"`` follows)."""
-    return [format_reward(c[0]["content"] if isinstance(c, list) else c) for c in completions]
+def trl_reward_funcs(reward_set: str = "grpo") -> tuple[list, list[float]]:
+    """The project's reward functions of ``reward_set`` (:func:`audio_thinker.rewards.reward_functions`) in
+    TRL's calling convention, and their weights (TRL's ``reward_weights``): the same code scores both runs."""
+    funcs = []
+    for rf in reward_functions(reward_set):
+
+        def call(prompts=None, completions=(), _fn=rf.fn, **columns) -> list[float]:
+            return _fn(prompts, _texts(completions), **columns)
+
+        call.__name__ = rf.name
+        funcs.append(call)
+    return funcs, [rf.weight for rf in reward_functions(reward_set)]
 
 
 def trl_dataset(cfg: grpo.GRPOConfig):
@@ -177,7 +181,7 @@ def trl_args(out: Path, args):
         epsilon=0.2,
         loss_type="grpo",
         scale_rewards="group",
-        reward_weights=[1.0, 1.0],  # accuracy + format, summed before the group normalisation
+        reward_weights=trl_reward_funcs()[1],  # accuracy + format, summed before the group normalisation
         use_bias_correction_kl=False,  # ours: plain k3 KL; TRL's default multiplies it by the (differentiable) ratio
         mask_truncated_completions=False,
         # sampling
@@ -240,7 +244,7 @@ def run_trl(model_dir: Path, out: Path, args) -> dict:
     tok = auto_tokenizer(model_dir, padding_side="left")  # the tokenizer our trainer loads, byte for byte
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[reward_accuracy, reward_format],
+        reward_funcs=trl_reward_funcs()[0],
         args=trl_args(out, args),
         train_dataset=dataset,
         processing_class=tok,
@@ -280,9 +284,9 @@ def check_reward_equivalence(completions_file: Path) -> tuple[int, int]:
     answers = [r["answer"] for r in recs]
     choices = [r["choices"] for r in recs]
     ours = [r["total"] for r in recs]
-    theirs = [
-        a + f for a, f in zip(reward_accuracy(comps, answers, choices), reward_format(comps), strict=True)
-    ]
+    funcs, weights = trl_reward_funcs()
+    terms = [f(prompts=None, completions=comps, answer=answers, choices=choices) for f in funcs]
+    theirs = [sum(w * t[k] for w, t in zip(weights, terms, strict=True)) for k in range(len(recs))]
     return sum(abs(x - y) < 1e-9 for x, y in zip(ours, theirs, strict=True)), len(recs)
 
 

@@ -10,6 +10,7 @@
 #   3. the ablation: grpo, atar, atar+rc, full x training seeds 0, 1, 2, 60 steps each
 #   4. the default run (configs/tiny.yaml, 120 steps) and its evaluation on 2323 / 2525
 #   5. the no-think R_c rule against the paper's at w_c 0.5 and 2 (full, seeds 0 and 1, 60 steps)
+#   6. the learned judge on the base's traces: bootstrap 500 items into a fresh store, train the reward model
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/h23}
@@ -75,4 +76,12 @@ for variant in think-mean one-w2 think-mean-w2; do
   ablate --out "$OUT/rc-$variant" --sets full --seeds 0,1 --config "configs/rc-options/$variant.yaml" \
     >"$OUT/rc-$variant.log" 2>&1
 done
+mkdir -p "$OUT/rm"
+[ -f "$OUT/rm/bootstrap.done" ] || {
+  rm -f "$OUT/rm/ratings.db"
+  python -m audio_thinker.reward_model bootstrap --db "sqlite:///$OUT/rm/ratings.db" --n 500 --model "$BASE" \
+    >"$OUT/rm/bootstrap.log" 2>&1 && touch "$OUT/rm/bootstrap.done"
+}
+[ -f "$OUT/rm/model/metrics.json" ] || python -m audio_thinker.reward_model train --db "sqlite:///$OUT/rm/ratings.db" \
+  --out "$OUT/rm/model" >"$OUT/rm/train.log" 2>&1
 echo "done: $OUT (ablation: $OUT/ablation/ablation.md)"

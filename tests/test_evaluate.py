@@ -9,7 +9,7 @@ import pytest
 from audio_thinker import evaluate as ev
 
 
-def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, random_lm):
+def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, random_lm, capsys):
     monkeypatch.setattr(
         "audio_thinker.inference.AudioLM.from_pretrained", classmethod(lambda cls, path=None: random_lm)
     )
@@ -48,6 +48,17 @@ def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, ra
         ):
             assert key in p
     assert metrics["accuracy"] == pytest.approx(sum(p["correct"] for p in preds) / 9, abs=1e-4)
+    # it ends on a readable summary (a table by difficulty), not a raw Python dict
+    said = capsys.readouterr().out
+    assert "{" not in said and "'" not in said, said
+    table = [line.split() for line in said.splitlines()]
+    rows = {r[0]: r[1:] for r in table if r and r[0] in ("all", *metrics["by_difficulty"])}
+    assert float(rows["all"][0]) == pytest.approx(metrics["accuracy"], abs=1e-3)
+    for name, m in metrics["by_difficulty"].items():
+        assert (
+            float(rows[name][0]) == pytest.approx(m["accuracy"], abs=1e-3) and int(rows[name][-1]) == m["n"]
+        )
+    assert str(out / "metrics.json") in said
 
 
 def test_metrics_by_difficulty_hand_computed():

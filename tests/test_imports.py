@@ -4,8 +4,9 @@ The graph is built with :mod:`ast` from the source: every ``import`` and ``from 
 audio_thinker module counts, also those inside functions (a lazy import still makes two modules depend on
 each other), and importing ``a.b.c`` also imports the package ``a.b`` (its ``__init__``), unless the
 importer lives inside that package (which is then already being imported). Imports under
-``if TYPE_CHECKING:`` do not count: they never run (the annotations they serve are strings), so a module may
-name another's type in a signature without depending on it.
+``if TYPE_CHECKING:`` count too: they never run, but a module that names another's type in its signatures
+depends on it all the same (the two cannot be read, moved or type-checked apart), so a config a trainer and
+its helpers share lives in a module of its own (``grpo_config``), not in the trainer.
 """
 
 from __future__ import annotations
@@ -40,28 +41,6 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    """``if TYPE_CHECKING:`` (or ``if typing.TYPE_CHECKING:``)."""
-    if not isinstance(node, ast.If):
-        return False
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _runtime_nodes(tree: ast.AST):
-    """Every node of ``tree`` except those inside the body of an ``if TYPE_CHECKING:`` block."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        if _is_type_checking(node):
-            todo.extend(node.orelse)
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-
-
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """Module -> the audio_thinker modules it imports (see the module docstring)."""
     modules = module_names(root)
@@ -70,7 +49,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
         is_package = path.name == "__init__.py"
         package = module if is_package else module.rpartition(".")[0]
         targets: set[str] = set()
-        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             names: list[str] = []
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -149,3 +128,16 @@ def test_the_graph_sees_lazy_imports_and_packages(tmp_path):
     assert graph["audio_thinker.c"] == {"audio_thinker.sub", "audio_thinker.sub.b"}
     assert graph["audio_thinker.sub"] == {"audio_thinker.sub.b"}
     assert find_cycles(graph) == [["audio_thinker.c", "audio_thinker.sub", "audio_thinker.sub.b"]]
+
+
+def test_the_graph_counts_type_checking_imports(tmp_path):
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "trainer.py").write_text("from .helper import step\n")
+    (pkg / "helper.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .trainer import Config\n"
+    )
+    graph = import_graph(pkg)
+    assert graph["audio_thinker.helper"] == {"audio_thinker.trainer"}
+    assert find_cycles(graph) == [["audio_thinker.helper", "audio_thinker.trainer"]]

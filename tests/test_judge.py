@@ -199,6 +199,21 @@ def test_register_judge_adds_backend(monkeypatch):
     assert "constant" in available_judges()
 
 
+def test_register_judge_refuses_a_taken_name_unless_replace(monkeypatch):
+    monkeypatch.setattr(judge_base, "_REGISTRY", dict(judge_base._REGISTRY))
+    oracle = judge_base._REGISTRY["oracle"]
+
+    class Impostor:
+        name = "oracle"
+
+    with pytest.raises(ValueError, match="a judge named 'oracle' is already registered.*replace=True"):
+        register_judge("oracle")(Impostor)
+    assert judge_base._REGISTRY["oracle"] is oracle
+    register_judge("oracle")(oracle)  # the same factory again (a module imported twice) is no change
+    register_judge("oracle", replace=True)(Impostor)
+    assert judge_base._REGISTRY["oracle"] is Impostor
+
+
 def test_verdict_validation_and_quantisation():
     assert Verdict(1, 0.34).quality == 0.3
     assert Verdict(0, 0.35).quality == 0.4

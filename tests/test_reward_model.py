@@ -343,6 +343,25 @@ def test_cli_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "wrote 2 rows" in capsys.readouterr().out
 
 
+def test_export_refuses_a_file_name_for_a_folder_format_and_a_folder_for_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--format hf`` writes a dataset folder: a file-like --out is refused, not made into a folder."""
+    url = _url(tmp_path / "r.db")
+    with Store(url) as s:
+        _fill(s, n_items=2)
+    assert rm.main(["export", "--db", url, "--out", str(tmp_path / "pairs.jsonl"), "--format", "hf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "pairs.jsonl" in err and "folder" in err and "--format jsonl" in err, err
+    assert not (tmp_path / "pairs.jsonl").exists()
+    (tmp_path / "a_folder").mkdir()
+    assert rm.main(["export", "--db", url, "--out", str(tmp_path / "a_folder"), "--format", "jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "a_folder is a folder" in err, err
+    assert rm.main(["export", "--db", url, "--out", str(tmp_path / "pairs_hf"), "--format", "hf"]) == 0
+    assert (tmp_path / "pairs_hf").is_dir()
+
+
 def test_cli_train_consistency_reference_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = _url(tmp_path / "r.db")
     with Store(url) as s:

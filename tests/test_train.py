@@ -131,3 +131,32 @@ def test_list_flags_take_several_values():
     cfg = load_config(DEFAULT_CONFIG, _given(["--lora-target-modules", "q_proj", "v_proj"]))
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
     assert load_config(DEFAULT_CONFIG, _given(["--lora", "--bf16", "false"])).lora is True
+
+
+def test_a_run_resumed_without_a_report_marks_the_old_report_stale(tmp_path, capsys, monkeypatch):
+    """``--resume latest --no-report`` retrains ``final/``: the earlier report.md must not pass for its report."""
+    from audio_thinker import train as train_cli
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.md").write_text("# GRPO run: full reward, 2 steps\n\naccuracy 0.9\n")
+    monkeypatch.setattr(train_cli, "resume_point", lambda cfg: (out / "checkpoints" / "step-000002", 2))
+    monkeypatch.setattr(train_cli, "train", lambda cfg: {"final": str(out / "final")})
+    for _ in range(2):  # a second resume does not stack the note
+        train_cli.main(["--out", str(out), "--resume", "latest", "--max-steps", "4", "--no-report"])
+    text = (out / "report.md").read_text()
+    assert (
+        text.startswith("> **Stale**") and text.count("**Stale**") == 1 and "step 4" in text.splitlines()[0]
+    )
+    assert "accuracy 0.9" in text
+    assert "stale" in capsys.readouterr().out
+
+
+def test_usage_and_help_spell_flags_as_the_docs_do():
+    """``--max-steps`` (as the README), not HfArgumentParser's ``--max_steps``; the old spelling still parses."""
+    import re
+
+    p = _parser()
+    for text in (p.format_usage(), p.format_help()):
+        assert "--max-steps" in text and not re.findall(r"--\w+_\w+", text), re.findall(r"--\w+_\w+", text)
+    assert _given(["--max_steps", "3", "--reward_set", "atar"]) == {"max_steps": 3, "reward_set": "atar"}

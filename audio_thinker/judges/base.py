@@ -107,10 +107,21 @@ def score(
 _REGISTRY: dict[str, Callable[..., Judge]] = {}
 
 
-def register_judge(name: str) -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
-    """Decorator registering a judge factory (usually the class) under ``name`` for :func:`make_judge`."""
+def register_judge(
+    name: str, *, replace: bool = False
+) -> Callable[[Callable[..., Judge]], Callable[..., Judge]]:
+    """Decorator registering a judge factory (usually the class) under ``name`` for :func:`make_judge`.
+
+    A name taken by another factory is refused (ValueError) unless ``replace=True``; registering the same
+    factory again changes nothing."""
 
     def deco(factory: Callable[..., Judge]) -> Callable[..., Judge]:
+        taken = _REGISTRY.get(name)
+        if taken is not None and taken is not factory and not replace:
+            raise ValueError(
+                f"a judge named {name!r} is already registered ({getattr(taken, '__qualname__', taken)}); "
+                "choose another name, or pass replace=True to replace it"
+            )
         _REGISTRY[name] = factory
         return factory
 

@@ -68,8 +68,9 @@ from .data import (
     vote_pairs,
 )
 from .export import export, label_rows, pair_rows
+from .metrics import fit_isotonic, heldout_metrics, roc_auc
 from .model import TINY_CONFIG, build_model, default_tokenizer_path
-from .train import METRICS_FILE, PLOT_FILE, TrainConfig, fit_isotonic, roc_auc, train
+from .train import METRICS_FILE, PLOT_FILE, TrainConfig, train
 
 __all__ = [
     "BOOTSTRAP_RUN",
@@ -93,6 +94,7 @@ __all__ = [
     "default_tokenizer_path",
     "export",
     "fit_isotonic",
+    "heldout_metrics",
     "label_rows",
     "main",
     "pair_rows",

@@ -14,10 +14,12 @@ import io
 import random
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..config_args import config_field as _arg
 from ..judges import JudgeRequest, make_judge
 from ..rewards import sentences
 from .data import BOOTSTRAP_RUN, CORRUPTED_RUN, RewardModelError
@@ -25,6 +27,23 @@ from .data import BOOTSTRAP_RUN, CORRUPTED_RUN, RewardModelError
 __all__ = ["CORRUPTIONS", "DEFAULT_TEMPERATURES", "ORACLE", "bootstrap", "corrupt_trace"]
 
 DEFAULT_TEMPERATURES = (0.7, 1.0, 1.3, 1.6)
+
+
+@dataclass
+class BootstrapConfig:
+    """Options of :func:`bootstrap` (the ``bootstrap`` subcommand: a flag and a help line per field)."""
+
+    n: int = _arg(2000, "synth-aqa items (traces: n x temperatures)")
+    model: str | None = _arg(None, "policy folder; none: $AUDIO_THINKER_MODEL or the shipped model")
+    temperatures: tuple[float, ...] = _arg(DEFAULT_TEMPERATURES, "sampling temperatures, comma-separated")
+    corrupt_share: float = _arg(0.0, "share of corrupted gold traces added, against the policy's traces")
+    batch_size: int = _arg(32, "items answered per batch")
+    max_new_tokens: int | None = _arg(None, "longest trace in tokens; none: the model's default")
+    seed: int = _arg(0, "seed of the items and the sampling")
+    split: str = _arg("rm", "synth split name in the item ids")
+    progress: bool = _arg(True, "a progress bar (--no-progress or --quiet: none)")
+
+
 ORACLE = "oracle"
 _EVENT_SENTENCE = re.compile(r"^(?:Beep \d+|At \d)")
 _SWAPS = {

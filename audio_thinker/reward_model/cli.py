@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..store import EXPORT_FORMATS
-from .bootstrap import DEFAULT_TEMPERATURES, bootstrap
+from ..config_args import HelpFormatter, config_flags
+from .bootstrap import BootstrapConfig, bootstrap
 from .data import RewardModelError, check_sources
-from .export import export
+from .export import ExportConfig, export
 from .train import METRICS_FILE, TrainConfig, train
 
 __all__ = ["main"]
@@ -37,9 +39,23 @@ def _sources(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+COMMANDS = {
+    "bootstrap": (BootstrapConfig, "policy traces on synth-aqa items, rated by the oracle"),
+    "train": (TrainConfig, "train both heads; write DIR/metrics.json and a plot"),
+    "export": (ExportConfig, "export preference pairs (or per-trace labels)"),
+}
+"""Each subcommand, its config dataclass (a flag and a help line per field) and its one-line help."""
+TYPES = {"temperatures": _floats, "sources": _sources, "tiny": json.loads}
+"""Fields argparse cannot parse by their type: comma-separated lists, JSON."""
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The subcommands, each an ``HfArgumentParser`` over its config dataclass, plus ``--db``, ``--threads``
+    and ``--quiet`` (the same as ``--no-progress``)."""
+    from transformers import HfArgumentParser
+
     p = argparse.ArgumentParser(prog="python -m audio_thinker.reward_model", description=DESCRIPTION)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--db", default=None,
@@ -49,66 +65,23 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=1,
         help="torch CPU threads (default 1: on a shared box extra threads spin and slow everything down)",
     )  # fmt: skip
-
-    b = sub.add_parser(
-        "bootstrap", parents=[common], help="policy traces on synth-aqa items, rated by the oracle"
-    )
-    b.add_argument("--n", type=int, default=2000, help="synth-aqa items (traces: n x temperatures)")
-    b.add_argument(
-        "--model", default=None, help="policy folder (default: $AUDIO_THINKER_MODEL or the shipped one)"
-    )
-    b.add_argument(
-        "--temperatures", type=_floats, default=DEFAULT_TEMPERATURES, help="comma-separated ladder"
-    )
-    b.add_argument(
-        "--corrupt-share", type=float, default=0.0, help="share of corrupted gold traces (default 0)"
-    )
-    b.add_argument("--batch-size", type=int, default=32)
-    b.add_argument("--max-new-tokens", type=int, default=None)
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--split", default="rm", help="synth split name in the item ids")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    t = sub.add_parser("train", parents=[common], help="train both heads; write DIR/metrics.json and a plot")
-    t.add_argument("--out", required=True, help="output folder")
-    t.add_argument(
-        "--sources", type=_sources, default=None, help="rating sources, e.g. human,oracle (default: all)"
-    )
-    t.add_argument(
-        "--base", default=None, help="HF sequence-classification base (default: tiny model from scratch)"
-    )
-    t.add_argument("--tokenizer", default=None, help="tokenizer path (default: the base's or the project's)")
-    t.add_argument(
-        "--no-reference", action="store_true", help="do not show the items' true events to the model"
-    )
-    t.add_argument(
-        "--consistency-reference", action="store_true",
-        help="show the true events to the consistency head too (default: it reads the reasoning alone)",
-    )  # fmt: skip
-    t.add_argument("--eval-frac", type=float, default=0.2, help="share of items held out for the metrics")
-    t.add_argument("--min-gap", type=float, default=0.1, help="smallest quality gap that makes a pair")
-    t.add_argument(
-        "--epochs", type=float, default=TrainConfig.epochs, help="reward-head epochs over the pairs"
-    )
-    t.add_argument("--consistency-epochs", type=float, default=TrainConfig.consistency_epochs)
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 tiny, 2e-5 base)")
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="pairs per step")
-    t.add_argument("--max-length", type=int, default=TrainConfig.max_length)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--tiny", type=json.loads, default=None, help='TINY_CONFIG overrides, JSON: {"num_hidden_layers": 3}'
-    )
-    t.add_argument("--init", default=None, help="policy folder whose text decoder initialises the tiny model")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    e = sub.add_parser("export", parents=[common], help="export preference pairs (or per-trace labels)")
-    e.add_argument("--out", required=True, help="output file (trl, jsonl) or folder (hf)")
-    e.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    e.add_argument("--sources", type=_sources, default=None, help="rating sources (default: all)")
-    e.add_argument("--what", default="pairs", choices=("pairs", "labels"))
-    e.add_argument("--no-reference", action="store_true")
-    e.add_argument("--min-gap", type=float, default=0.1)
+    for name, (config, help_line) in COMMANDS.items():
+        c = sub.add_parser(
+            name, dataclass_types=[config], parents=[common], help=help_line, description=help_line,
+            formatter_class=HelpFormatter,
+        )  # fmt: skip
+        if any(f.name == "progress" for f in dataclasses.fields(config)):
+            c.add_argument("--quiet", action="store_true", help="no progress bars (as --no-progress)")
+        config_flags(c, [config], types=TYPES)
     return p
+
+
+def _config(config: type, args: argparse.Namespace) -> Any:
+    """The subcommand's config from the parsed flags."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+    if "progress" in values and getattr(args, "quiet", False):
+        values["progress"] = False
+    return config(**values)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -140,7 +113,8 @@ def _run(args: argparse.Namespace) -> None:
             from ..inference import AudioLM
             from ..models import default_model_path
 
-            path = args.model or default_model_path()
+            cfg = _config(BootstrapConfig, args)
+            path = cfg.model or default_model_path()
             try:
                 lm = AudioLM.from_pretrained(path)
             except (OSError, ValueError) as err:
@@ -152,9 +126,9 @@ def _run(args: argparse.Namespace) -> None:
                     tensor.data = tensor.data.clone()
             t0 = time.perf_counter()
             added = bootstrap(
-                store, lm, n=args.n, seed=args.seed, temperatures=args.temperatures, batch_size=args.batch_size,
-                corrupt_share=args.corrupt_share, max_new_tokens=args.max_new_tokens, model_name=path,
-                split=args.split, progress=not args.quiet,
+                store, lm, n=cfg.n, seed=cfg.seed, temperatures=cfg.temperatures, batch_size=cfg.batch_size,
+                corrupt_share=cfg.corrupt_share, max_new_tokens=cfg.max_new_tokens, model_name=path,
+                split=cfg.split, progress=cfg.progress,
             )  # fmt: skip
             print(
                 json.dumps(
@@ -162,22 +136,18 @@ def _run(args: argparse.Namespace) -> None:
                 )
             )
         elif args.command == "train":
-            cfg = TrainConfig(
-                out=args.out, sources=args.sources, base=args.base, tokenizer=args.tokenizer,
-                reference=not args.no_reference, consistency_reference=args.consistency_reference and not args.no_reference,
-                eval_frac=args.eval_frac, min_gap=args.min_gap,
-                epochs=args.epochs, consistency_epochs=args.consistency_epochs, lr=args.lr,
-                batch_size=args.batch_size, max_length=args.max_length, seed=args.seed, progress=not args.quiet,
-                tiny=args.tiny, init=args.init,
-            )  # fmt: skip
+            cfg = _config(TrainConfig, args)
+            if not cfg.reference:  # no reference for either head
+                cfg.consistency_reference = False
             metrics = train(store, cfg)
             keys = ("pairwise_accuracy", "consistency_auc", "pairwise_accuracy_by_gap", "counts", "seconds")
             print(json.dumps({k: metrics[k] for k in keys}))
             print(f"wrote {Path(args.out) / METRICS_FILE}")
         else:
+            cfg = _config(ExportConfig, args)
             n = export(
-                store, args.out, args.format, sources=args.sources, what=args.what,
-                reference=not args.no_reference, min_gap=args.min_gap,
+                store, cfg.out, cfg.format, sources=cfg.sources, what=cfg.what, reference=cfg.reference,
+                min_gap=cfg.min_gap,
             )  # fmt: skip
             print(f"wrote {n} rows to {args.out} ({args.format})")
 

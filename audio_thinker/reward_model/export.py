@@ -5,14 +5,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config_args import config_field as _arg
 from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
 
-__all__ = ["export", "label_rows", "pair_rows"]
+__all__ = ["ExportConfig", "check_out", "export", "label_rows", "pair_rows"]
+
+
+@dataclass
+class ExportConfig:
+    """Options of :func:`export` (the ``export`` subcommand: a flag and a help line per field)."""
+
+    out: str = _arg(help="output file (trl, jsonl) or folder (hf)")
+    format: str = _arg(help="trl: prompt/chosen/rejected/margin JSONL; jsonl: pairs with provenance; hf: a "
+                       "datasets folder", choices=EXPORT_FORMATS)  # fmt: skip
+    sources: tuple[str, ...] | None = _arg(None, "rating sources, comma-separated; none: all")
+    what: str = _arg(
+        "pairs", "pairs (preference pairs) or labels (per-trace labels)", choices=("pairs", "labels")
+    )
+    reference: bool = _arg(True, "show the items' true events in the prompts (--no-reference: do not)")
+    min_gap: float = _arg(0.1, "smallest quality gap that makes a preference pair")
 
 
 def label_rows(traces: Sequence[Trace]) -> list[dict[str, Any]]:
@@ -38,6 +54,25 @@ def pair_rows(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     return [asdict(p) for p in pairs]
 
 
+FILE_SUFFIXES = frozenset({".jsonl", ".json", ".csv", ".parquet", ".arrow", ".txt", ".tsv"})
+"""Names that look like a file, refused as the folder of an ``hf`` dataset."""
+
+
+def check_out(out: str | os.PathLike[str], fmt: str) -> None:
+    """Refuse an ``--out`` that cannot hold ``fmt``: ``hf`` writes a folder, ``trl`` / ``jsonl`` a file."""
+    path = Path(out)
+    if fmt == "hf":
+        if path.exists() and not path.is_dir():
+            raise RewardModelError(f"--out {out} is a file; --format hf writes a dataset folder")
+        if path.suffix.lower() in FILE_SUFFIXES:
+            raise RewardModelError(
+                f"--out {out} names a file, but --format hf writes a dataset folder; give a folder name, "
+                "or use --format jsonl for one file"
+            )
+    elif path.is_dir():
+        raise RewardModelError(f"--out {out} is a folder; --format {fmt} writes one file")
+
+
 def export(
     store: Any,
     out: str | os.PathLike[str],
@@ -60,6 +95,7 @@ def export(
         raise RewardModelError(f"--what must be pairs or labels, got {what!r}")
     if what == "labels" and fmt == "trl":
         raise RewardModelError("the trl format holds preference pairs; export labels as jsonl or hf")
+    check_out(out, fmt)
     traces = collect_traces(store, sources, reference=reference)
     if what == "labels":
         rows = label_rows(traces)

@@ -3,7 +3,8 @@
 R_t: TRL's ``RewardTrainer`` on the preference pairs (human pairs and votes replicated), its raw score
 mapped to the quality grid by an isotonic fit on the training traces. R_c: weighted, class-balanced
 binary cross-entropy on the per-trace consistency labels. Items are split (seeded) into train and eval;
-``metrics.json`` reports the held-out pairwise accuracy, the consistency ROC AUC and more.
+``metrics.json`` reports the held-out pairwise accuracy, the consistency ROC AUC and more (computed from
+the heads' scores by the pure :mod:`audio_thinker.reward_model.metrics`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ..config_args import config_field as _arg
 from ..judges.learned import (
     CALIBRATION_FILE,
     CONSISTENCY_DIR,
     FORMAT_VERSION,
     META_FILE,
     QUALITY_DIR,
-    apply_calibration,
     batches_by_length,
     encode,
     load_tokenizer,
@@ -34,9 +35,8 @@ from ..judges.learned import (
     sigmoid,
     torch_setup,
 )
-from ..rewards import QUALITY_GRID, quantize_quality
+from ..rewards import QUALITY_GRID
 from .data import (
-    CORRUPTED_RUN,
     HUMAN_WEIGHT,
     VOTE_MARGIN,
     Pair,
@@ -48,47 +48,13 @@ from .data import (
     split_items,
     vote_pairs,
 )
+from .metrics import Split, calibrate, heldout_arrays, heldout_metrics
 from .model import build_model, default_tokenizer_path
 
-__all__ = ["METRICS_FILE", "PLOT_FILE", "TrainConfig", "fit_isotonic", "roc_auc", "train"]
+__all__ = ["METRICS_FILE", "PLOT_FILE", "TrainConfig", "train"]
 
 METRICS_FILE = "metrics.json"
 PLOT_FILE = "calibration.png"
-
-
-# --------------------------------------------------------------------------------------------------
-# Metrics and calibration (numpy only)
-
-
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """ROC AUC by the rank formula (tied scores get their average rank); NaN with one class only."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=float)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    starts = np.cumsum(counts) - counts  # 0-based first rank of each distinct score
-    ranks = (starts + (counts + 1) / 2.0)[inverse]
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def fit_isotonic(x: Sequence[float], y: Sequence[float], w: Sequence[float] | None = None) -> dict[str, list]:
-    """Non-decreasing fit of y on x (pool adjacent violators); knots at the pooled blocks' mean x."""
-    x_, y_ = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    w_ = np.ones_like(x_) if w is None else np.asarray(w, dtype=float)
-    if x_.size == 0:
-        return {"x": [0.0], "y": [0.5]}
-    ux, inv = np.unique(x_, return_inverse=True)  # pool equal scores first
-    sw = np.bincount(inv, w_)
-    swy = np.bincount(inv, w_ * y_)
-    blocks: list[list[float]] = []  # [sum w, sum w*y, sum w*x]
-    for xi, wi, wyi in zip(ux, sw, swy, strict=True):
-        blocks.append([wi, wyi, wi * xi])
-        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][0] >= blocks[-1][1] / blocks[-1][0]:
-            last = blocks.pop()
-            blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
-    return {"x": [b[2] / b[0] for b in blocks], "y": [b[1] / b[0] for b in blocks]}
 
 
 def _train_classifier(
@@ -204,25 +170,33 @@ def _train_reward_head(
 
 @dataclass
 class TrainConfig:
-    """Options of :func:`train` (the ``train`` subcommand)."""
+    """Options of :func:`train` (the ``train`` subcommand: a flag and a help line per field)."""
 
-    out: str
-    sources: tuple[str, ...] | None = None  # None: every source
-    base: str | None = None  # HF sequence-classification base; None: the tiny default
-    tokenizer: str | None = None  # default: the base's, or the project's for the tiny model
-    reference: bool = True
-    consistency_reference: bool = False  # R_c is about the reasoning and its answer, not the truth
-    eval_frac: float = 0.2
-    min_gap: float = 0.1
-    epochs: float = 4.0  # reward head (passes over the replicated pairs)
-    consistency_epochs: float = 6.0
-    lr: float | None = None  # default: 1e-3 for the tiny model, 2e-5 for a base
-    batch_size: int = 16
-    max_length: int = 1024
-    seed: int = 0
-    progress: bool = True
-    tiny: dict[str, Any] | None = None  # overrides of TINY_CONFIG, e.g. {"num_hidden_layers": 3}
-    init: str | None = None  # policy folder whose text decoder initialises the tiny model
+    out: str = _arg(help="output folder (the two heads, metrics.json, calibration.png)")
+    sources: tuple[str, ...] | None = _arg(
+        None, "rating sources, comma-separated, e.g. human,oracle; none: all"
+    )
+    base: str | None = _arg(None, "HF sequence-classification base; none: the tiny model from scratch")
+    tokenizer: str | None = _arg(
+        None, "tokenizer path; none: the base's, or the project's for the tiny model"
+    )
+    reference: bool = _arg(True, "show the model the items' true events (--no-reference: do not)")
+    consistency_reference: bool = _arg(
+        False, "show the true events to the consistency head too (R_c is about the reasoning and its answer)"
+    )
+    eval_frac: float = _arg(0.2, "share of items held out for the metrics")
+    min_gap: float = _arg(0.1, "smallest quality gap that makes a preference pair")
+    epochs: float = _arg(4.0, "reward-head epochs over the (replicated) pairs")
+    consistency_epochs: float = _arg(6.0, "consistency-head epochs over the labelled traces")
+    lr: float | None = _arg(None, "learning rate; none: 1e-3 for the tiny model, 2e-5 for a base")
+    batch_size: int = _arg(16, "pairs per step")
+    max_length: int = _arg(1024, "longest input in tokens")
+    seed: int = _arg(0, "seed of the split, initialisation and shuffling")
+    progress: bool = _arg(True, "progress bars (--no-progress or --quiet: none)")
+    tiny: dict[str, Any] | None = _arg(
+        None, 'overrides of TINY_CONFIG as JSON, e.g. {"num_hidden_layers": 3}'
+    )
+    init: str | None = _arg(None, "policy folder whose text decoder initialises the tiny model")
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.base is None else 2e-5)
@@ -265,10 +239,6 @@ def _write_plot(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _finite(x: float) -> float | None:
-    return round(float(x), 4) if x is not None and math.isfinite(x) else None
 
 
 def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
@@ -337,106 +307,29 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     )  # fmt: skip
     t_consistency = time.perf_counter() - t0
 
-    # scores, calibration, held-out metrics
+    # scores of every trace, then calibration and held-out metrics (reward_model/metrics.py)
     pad = tokenizer.pad_token_id
     gids = list(all_seqs)
     reward = dict(zip(gids, score_ids(quality_model, [all_seqs[g] for g in gids], pad), strict=True))
     p_cons = dict(
         zip(gids, sigmoid(score_ids(consistency_model, [cons_seqs[g] for g in gids], pad)), strict=True)
     )
-    calibration = fit_isotonic(
-        [reward[t.generation_id] for t in train_traces], [t.quality for t in train_traces],
-        [t.weight for t in train_traces],
-    )  # fmt: skip
-
-    def pair_scores(ps: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray]:
-        vote_seqs = [
-            encode(tokenizer, p.prompt, c, cfg.max_length)
-            for p in ps
-            if p.origin == "vote"
-            for c in (p.chosen, p.rejected)
-        ]
-        vote_scores = iter(score_ids(quality_model, vote_seqs, pad)) if vote_seqs else iter(())
-        chosen, rejected = [], []
-        for p in ps:
-            if p.origin == "vote":
-                chosen.append(next(vote_scores))
-                rejected.append(next(vote_scores))
-            else:
-                chosen.append(reward[p.chosen_id])
-                rejected.append(reward[p.rejected_id])
-        return np.asarray(chosen, dtype=float), np.asarray(rejected, dtype=float)
-
-    def accuracy(ps: Sequence[Pair]) -> float:
-        if not ps:
-            return float("nan")
-        c, r = pair_scores(ps)
-        return float(np.mean(c > r))
-
-    runs = {t.generation_id: t.run for t in traces}
-
-    def corrupted(p: Pair) -> bool:
-        return p.origin == "ratings" and CORRUPTED_RUN in (runs[p.chosen_id], runs[p.rejected_id])
-
-    eval_labels = np.array([t.consistent for t in eval_traces], dtype=float)
-    eval_probs = np.array([p_cons[t.generation_id] for t in eval_traces], dtype=float)
-    eval_rated = np.array([t.quality for t in eval_traces], dtype=float)
-    eval_pred = np.array(
-        [
-            quantize_quality(v)
-            for v in apply_calibration(calibration, [reward[t.generation_id] for t in eval_traces])
-        ]
+    calibration = calibrate(train_traces, reward)
+    vote_texts = list(
+        dict.fromkeys((p.prompt, c) for p in pairs if p.origin == "vote" for c in (p.chosen, p.rejected))
     )
-    by_gap = {}
-    for name, lo, hi in (("gap_0.1", 0.05, 0.15), ("gap_0.2-0.3", 0.15, 0.35), ("gap_0.4+", 0.35, 9.0)):
-        sel = [p for p in eval_pairs if p.origin == "ratings" and lo <= p.margin < hi]
-        by_gap[name] = {"pairs": len(sel), "accuracy": _finite(accuracy(sel))}
-    train_items = {t.item_id for t in train_traces}
-    metrics: dict[str, Any] = {
-        "pairwise_accuracy": _finite(accuracy(eval_pairs)),
-        "consistency_auc": _finite(roc_auc(eval_labels, eval_probs)) if eval_traces else None,
-        "pairwise_accuracy_by_gap": by_gap,
-        "by_origin": {  # policy: neither trace is a corrupted gold trace
-            "pairwise_accuracy_policy": _finite(
-                accuracy([p for p in eval_pairs if p.origin == "ratings" and not corrupted(p)])
-            ),
-            "pairwise_accuracy_with_corrupted": _finite(accuracy([p for p in eval_pairs if corrupted(p)])),
-            "pairwise_accuracy_votes": _finite(accuracy([p for p in eval_pairs if p.origin == "vote"])),
-            "consistency_auc_policy": _finite(
-                roc_auc(
-                    [t.consistent for t in eval_traces if t.run != CORRUPTED_RUN],
-                    [p_cons[t.generation_id] for t in eval_traces if t.run != CORRUPTED_RUN],
-                )
-            ),
-            "policy_pairs": sum(p.origin == "ratings" and not corrupted(p) for p in eval_pairs),
-        },
-        "train_pairwise_accuracy": _finite(accuracy(train_pairs)),
-        "train_consistency_auc": _finite(
-            roc_auc([t.consistent for t in train_traces], [p_cons[t.generation_id] for t in train_traces])
-        ),
-        "consistency_accuracy": _finite(float(np.mean((eval_probs >= 0.5) == (eval_labels > 0.5))))
-        if eval_traces
-        else None,
-        "quality_mae": _finite(float(np.mean(np.abs(eval_pred - eval_rated)))) if eval_traces else None,
-        "quality_exact": _finite(float(np.mean(np.isclose(eval_pred, eval_rated)))) if eval_traces else None,
-        "counts": {
-            "traces": len(traces),
-            "train_traces": len(train_traces),
-            "eval_traces": len(eval_traces),
-            "items": len(train_items | eval_items),
-            "train_items": len(train_items),
-            "eval_items": len(eval_items),
-            "pairs": len(pairs),
-            "train_pairs": len(train_pairs),
-            "train_pairs_replicated": len(replicate(train_pairs)),
-            "eval_pairs": len(eval_pairs),
-            "vote_pairs": len(votes),
-            "human_traces": sum("human" in t.sources for t in traces),
-            "corrupted_traces": sum(t.run == CORRUPTED_RUN for t in traces),
-            "corrupted_share": _finite(sum(t.run == CORRUPTED_RUN for t in traces) / len(traces)),
-            "consistent_share": _finite(float(np.mean([t.consistent for t in traces]))),
-            "mean_quality": _finite(float(np.mean([t.quality for t in traces]))),
-        },  # fmt: skip
+    vote_seqs = [encode(tokenizer, prompt, c, cfg.max_length) for prompt, c in vote_texts]
+    vote_reward = dict(
+        zip(vote_texts, score_ids(quality_model, vote_seqs, pad) if vote_seqs else [], strict=True)
+    )
+
+    def score_pair(p: Pair) -> tuple[float, float]:
+        if p.origin == "vote":  # a vote's two answers are scored as text (they may not be rated traces)
+            return vote_reward[(p.prompt, p.chosen)], vote_reward[(p.prompt, p.rejected)]
+        return reward[p.chosen_id], reward[p.rejected_id]
+
+    split = Split(traces, train_traces, eval_traces, eval_items, pairs, train_pairs, eval_pairs, votes)
+    metrics: dict[str, Any] = heldout_metrics(split, reward, p_cons, calibration, score_pair) | {
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
         | {"learning_rate": cfg.learning_rate(), "human_weight": HUMAN_WEIGHT, "vote_margin": VOTE_MARGIN},
         "seconds": {
@@ -461,7 +354,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     }  # fmt: skip
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     if eval_traces:
-        _write_plot(out / PLOT_FILE, eval_rated, eval_pred, eval_labels, eval_probs)
+        held = heldout_arrays(eval_traces, reward, p_cons, calibration)
+        _write_plot(out / PLOT_FILE, held.rated, held.predicted, held.labels, held.probs)
     metrics["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     return metrics
