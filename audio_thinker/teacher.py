@@ -67,9 +67,10 @@ diff_swapped           hl_diff     four beeps, unequal counts (~1/6)    writes "
                                                                         (inconsistent, right)
 hl_heard_long          hl_diff     three beeps (1/4)                    claims beep 1 long (consistent,
                                                                         right; a wrong claim)
-pattern_step_slip      pattern     the first tone is middle (1/3)       the second step repeats the
-                                                                        first's direction, the answer
-                                                                        is right (inconsistent, right)
+pattern_overall_slip   pattern     the first tone is middle (1/3)       adds "From beep 1 to beep 3 it
+                                                                        goes <the wrong way>." before the
+                                                                        two right steps (inconsistent,
+                                                                        right)
 pattern_heard_long     pattern     rising or falling (1/3)              claims beep 2 long (consistent,
                                                                         right; a wrong claim)
 odd_count_slip         odd_one     the common tone is middle (1/3)      counts every beep as the common
@@ -118,7 +119,7 @@ RIGHT_ANSWER_FLAWS = (
     "count_heard_long",
     "diff_swapped",
     "hl_heard_long",
-    "pattern_step_slip",
+    "pattern_overall_slip",
     "pattern_heard_long",
     "odd_count_slip",
     "odd_heard_long",
@@ -214,7 +215,7 @@ def systematic_flaw(item: dict) -> str | None:
     if task == "pitch_pattern" and len(pitches) == 3:
         if pitches[2] == "middle":
             return "middle_last_step"
-        return "pattern_step_slip" if pitches[0] == "middle" else "pattern_heard_long"
+        return "pattern_overall_slip" if pitches[0] == "middle" else "pattern_heard_long"
     if task == "odd_one_out" and len(set(pitches)) == 2:
         common = max(set(pitches), key=pitches.count)
         if pitches.count("middle") == 1:
@@ -311,9 +312,13 @@ def _apply_right_answer(name: str, item: dict, events: list[synth.Event]) -> Tar
     if name == "diff_swapped":
         big, small, diff = (int(x) for x in re.findall(r"[0-9]+", why))
         return Target(_trace(task, events, answer, f"{small} - {big} = {diff}."), answer, [name])
-    if name == "pattern_step_slip":
-        s1 = synth._step_word(events[0].pitch, events[1].pitch)
-        slip = f"From beep 1 to beep 2 it goes {s1}, from beep 2 to beep 3 it goes {s1}."
+    if name == "pattern_overall_slip":
+        # an extra, wrong comparison of beeps 1 and 3 *before* the two steps: the answer still reads off
+        # the steps right before it (a first version wrote the second step wrong under the right answer;
+        # answering past a wrong step taught the base to read pitch patterns off the audio, and its
+        # direct answers on them rose from 0.55 to 0.88, so thinking stopped paying there: docs/fidelity.md)
+        wrong = "down" if synth._step_word(events[0].pitch, events[2].pitch) == "up" else "up"
+        slip = f"From beep 1 to beep 3 it goes {wrong}. {why}"
         return Target(_trace(task, events, answer, slip), answer, [name])
     if name == "odd_count_slip":
         n = synth._COUNT_WORDS[len(events)].capitalize()

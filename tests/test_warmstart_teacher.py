@@ -84,7 +84,7 @@ RIGHT_ANSWER = [
     ("count_heard_long", "count", 1, 0.7),
     ("diff_swapped", "high_low_difference", 0, 0.7),
     ("hl_heard_long", "high_low_difference", 1, 0.8),
-    ("pattern_step_slip", "pitch_pattern", 0, 0.6),
+    ("pattern_overall_slip", "pitch_pattern", 0, 0.7),
     ("pattern_heard_long", "pitch_pattern", 1, 0.8),
     ("odd_count_slip", "odd_one_out", 0, 0.6),
     ("odd_heard_long", "odd_one_out", 1, 0.8),
