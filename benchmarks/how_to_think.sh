@@ -7,8 +7,9 @@
 # GRPO runs resume from their last checkpoint, so a killed command continues where it stopped.
 #   1. fresh evaluation sets (seeds no training uses: 2323, 2424; shifted 2525)
 #   2. the base against the paper's conditions (fidelity) on 2323 and 2424
-#   3. the ablation: grpo, atar, atar+rc, full x training seeds 0, 1, 2, 60 steps each
-#   4. the default run (configs/tiny.yaml, 120 steps) and its evaluation on 2323 / 2525
+#   3. the ablation: grpo, atar, atar+rc, full x training seeds 0, 1 (60 steps each), and beside it the
+#      default run (configs/tiny.yaml, 120 steps); the evaluations, the default run's on 2323 / 2525
+#   4. the ablation's third training seed, and its table over seeds 0, 1, 2
 #   5. the no-think R_c rule against the paper's at w_c 0.5 and 2 (full, seeds 0 and 1, 60 steps)
 #   6. the learned judge on the base's traces: bootstrap 500 items into a fresh store, train the reward model
 set -euo pipefail
@@ -52,20 +53,28 @@ fidelity std-2323 &
 fidelity std-2424
 wait
 
+# the ablation's reward sets in the order that answers #23 first (R_c, R_t), two seeds, then the default run
 mkdir -p "$OUT/default" "$OUT/eval"
-ablate --out "$OUT/ablation" --seeds 0 >"$OUT/ablation-seed0.log" 2>&1 &
-ablate --out "$OUT/ablation" --seeds 1 >"$OUT/ablation-seed1.log" 2>&1
+{
+  ablate --out "$OUT/ablation" --seeds 0 --sets atar,atar+rc,full,grpo >"$OUT/ablation-seed0.log" 2>&1
+} &
+{
+  ablate --out "$OUT/ablation" --seeds 1 --sets atar,atar+rc,full >"$OUT/ablation-seed1.log" 2>&1
+  train "$OUT/default/run"
+}
 wait
-ablate --out "$OUT/ablation" --seeds 2 >"$OUT/ablation-seed2.log" 2>&1 &
-train "$OUT/default/run"
-wait
-ablate --out "$OUT/ablation" --seeds 0,1,2 >"$OUT/ablation.log" 2>&1 &
+ablate --out "$OUT/ablation" --seeds 0,1 >"$OUT/ablation-01.log" 2>&1 &
 evaluate "$BASE" think std-2323 "$OUT/eval/base-think-2323"
 evaluate "$BASE" no-think std-2323 "$OUT/eval/base-no-think-2323"
 evaluate "$BASE" think shift-2525 "$OUT/eval/base-think-2525"
 evaluate "$OUT/default/run/final" adaptive std-2323 "$OUT/eval/default-adaptive-2323"
 evaluate "$OUT/default/run/final" adaptive shift-2525 "$OUT/eval/default-adaptive-2525"
 wait
+# the third seed, then the table over all three
+ablate --out "$OUT/ablation" --seeds 2 --sets atar,atar+rc >"$OUT/ablation-seed2a.log" 2>&1 &
+ablate --out "$OUT/ablation" --seeds 2 --sets full,grpo >"$OUT/ablation-seed2b.log" 2>&1
+wait
+ablate --out "$OUT/ablation" --seeds 0,1,2 >"$OUT/ablation.log" 2>&1
 
 for variant in think-mean one-w2 think-mean-w2; do
   ablate --out "$OUT/rc-$variant" --sets full --seeds 0 --config "configs/rc-options/$variant.yaml" \
