@@ -37,7 +37,7 @@ from .grpo_config import ROLLOUTS as ROLLOUTS  # re-exported with GRPOConfig (ol
 from .grpo_metrics import PhaseClock, PolicyStats, reward_metrics, variance_shares
 from .inference import completion_mask, decode_completion
 from .judges import JudgeRequest, make_judge
-from .models import default_model_path
+from .models import cpu_threads, default_model_path
 from .policy import (
     all_processes_done,
     completion_logprobs,
@@ -244,6 +244,7 @@ def train(cfg: GRPOConfig) -> dict:
 
     # ---- setup: processes and their shares, models, judge, data, logs; resume
     cfg.validate()
+    torch.set_num_threads(cfg.threads or cpu_threads())
     out = Path(cfg.out)
     ckpt, start_step = resume_point(cfg)
     # one scheduler step per optimizer step: accelerate would otherwise step it once per process

@@ -63,6 +63,10 @@ class GRPOConfig:
     bf16: bool = _arg(False, "bf16 autocast (LoRA: the frozen base in bf16)")
     gradient_checkpointing: bool = _arg(False, "gradient checkpointing (no shared prompt prefix then)")
     seed: int = _arg(0, "training seed (initialisation, rollout sampling)")
+    threads: int = _arg(
+        0,
+        "torch CPU threads per process; 0: $AUDIO_THINKER_TORCH_THREADS, else 1 on <= 4 cores (models.cpu_threads)",
+    )
     save_every: int = _arg(50, "checkpoint every N steps and at the last; 0: none (no resume)")
     log_with: str = _arg("tensorboard", "accelerate tracker ('' for none)")
     eval_per_task: int = _arg(20, "items per synth-aqa task of the before/after report; 0: no report")

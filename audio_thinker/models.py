@@ -325,6 +325,18 @@ def _allow_omni_processor_without_torchvision() -> None:
 # Loading
 
 
+def cpu_threads() -> int:
+    """torch's intra-op CPU threads for one process: ``$AUDIO_THINKER_TORCH_THREADS``, else 1 on machines with
+    at most 4 cores and min(4, cores / 2) above. On a small CPU shared with another job one thread is much
+    faster than two that contend (issue #22: a GRPO step 50-122 s with torch's default of all cores beside a
+    busy process, 12-14 s with one thread; the studio's first token 0.5 s against 10-20 s)."""
+    env = os.environ.get("AUDIO_THINKER_TORCH_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 4 else min(4, cores // 2)
+
+
 def default_model_path() -> str:
     """``$AUDIO_THINKER_MODEL`` when set, else the shipped tiny checkpoint."""
     return os.environ.get(MODEL_ENV) or str(TINY_MODEL_DIR)

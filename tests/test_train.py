@@ -160,3 +160,17 @@ def test_usage_and_help_spell_flags_as_the_docs_do():
     for text in (p.format_usage(), p.format_help()):
         assert "--max-steps" in text and not re.findall(r"--\w+_\w+", text), re.findall(r"--\w+_\w+", text)
     assert _given(["--max_steps", "3", "--reward_set", "atar"]) == {"max_steps": 3, "reward_set": "atar"}
+
+
+def test_cpu_threads_default_leaves_a_small_machine_a_core(monkeypatch):
+    """Issue #22: torch's default (every core) crawls beside another job on 2 cores; the project's rule
+    takes one thread on machines with at most 4 cores, half the cores (at most 4) above; the variable wins."""
+    from audio_thinker.models import cpu_threads
+
+    monkeypatch.delenv("AUDIO_THINKER_TORCH_THREADS", raising=False)
+    for cores, want in ((1, 1), (2, 1), (4, 1), (6, 3), (8, 4), (64, 4)):
+        monkeypatch.setattr("os.cpu_count", lambda c=cores: c)
+        assert cpu_threads() == want, cores
+    monkeypatch.setenv("AUDIO_THINKER_TORCH_THREADS", "3")
+    assert cpu_threads() == 3
+    assert GRPOConfig().threads == 0  # 0: the rule above, applied when training starts
