@@ -22,7 +22,7 @@ from .services import importing
 from .services import rating as service
 from .services.auth import annotator, is_admin
 from .services.state import DB_CONCURRENCY, UserError
-from .ui import progress_bar, user_error
+from .ui import progress_bar, user_error, warn_instead
 
 GUIDELINES = Path(__file__).resolve().parent.parent / "annotations" / "guidelines.md"
 QUALITY_CHOICES = [f"{q:.1f}" for q in QUALITY_GRID]  # the R_t grid
@@ -94,9 +94,10 @@ def _progress(user: str) -> str:
     return progress_bar(p["submitted"] + p["discarded"], total, label)
 
 
-OUTPUTS = 13
+OUTPUTS = 17
 """state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment, then the undo
-state, the undo button and the "My ratings" table."""
+state, the undo button, the "My ratings" table and the submit, draft, skip and discard buttons (off while
+the queue is empty)."""
 MINE_HEADERS = ["trace", "status", "consistent", "quality", "question", "updated (UTC)"]
 
 
@@ -115,7 +116,8 @@ def _mine(user: str) -> dict:
 def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple[Any, ...]:
     """Everything the tab shows for trace ``t`` (None: the queue is empty); ``undo`` is the skip or
     discard that the Undo button would take back."""
-    extra = (undo, gr.update(visible=undo is not None), _mine(user))
+    live = gr.update(interactive=t is not None)
+    extra = (undo, gr.update(visible=undo is not None), _mine(user), live, live, live, live)
     problem = service.judge_problem()  # a broken reward model: the queue is oldest first, and people are told
     if problem:
         gr.Warning(problem)
@@ -138,7 +140,8 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
             "</div>",
             gr.update(value=None, visible=False), "",
             gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None, visible=False),
-            None, None, "",
+            gr.update(value=None, interactive=False), gr.update(value=None, interactive=False),
+            gr.update(value="", interactive=False),
         )  # fmt: skip
     d = t.draft or {}
     consistent = None if d.get("consistent") is None else ("yes" if d["consistent"] else "no")
@@ -148,7 +151,8 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
         t.generation_id, time.time(), _progress(user), _header(t), gr.update(value=t.audio_path, visible=True),
         _reasoning(t),
         gr.update(choices=_flaw_choices(t), value=_span_value(tuple(span)) if span else None, visible=True),
-        consistent, quality, d.get("comment") or "",
+        gr.update(value=consistent, interactive=True), gr.update(value=quality, interactive=True),
+        gr.update(value=d.get("comment") or "", interactive=True),
     )  # fmt: skip
 
 
@@ -161,6 +165,7 @@ def _lead_time(shown_at: float | None) -> float | None:
     return seconds if 0 <= seconds <= service.MAX_LEAD_TIME_S else None
 
 
+@warn_instead(OUTPUTS)
 def load(request: gr.Request) -> tuple[Any, ...]:
     """Show the first trace of the signed-in user's queue."""
     with user_error():
@@ -168,6 +173,7 @@ def load(request: gr.Request) -> tuple[Any, ...]:
         return _show(user, service.next_trace(user))
 
 
+@warn_instead(OUTPUTS)
 def act(
     action: str,
     gen_id: int | None,
@@ -182,7 +188,7 @@ def act(
     with user_error():
         user = annotator(request)
         if gen_id is None:
-            raise UserError("There is no trace to rate. Import some or ask in Ask & compare.")
+            raise UserError("Your queue is empty: there is no trace to rate. Ask in Ask & compare.")
         status = {"submit": "submitted", "draft": "draft", "skip": "skipped", "discard": "discarded"}[action]
         before = service.own_rating(user, gen_id) if action in ("skip", "discard") else None
         service.rate(
@@ -204,6 +210,7 @@ def act(
         return _show(user, service.next_trace(user, after=gen_id), undo)
 
 
+@warn_instead(OUTPUTS)
 def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
     """Take back the last skip or discard: the rating is put back as it was and that trace is shown."""
     with user_error():
@@ -215,6 +222,7 @@ def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
         return _show(user, service.trace(user, undo["generation_id"]))
 
 
+@warn_instead(OUTPUTS)
 def reopen(evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
     """Open a trace from "My ratings" (a click on its row) with your rating, to change it."""
     with user_error():
@@ -347,7 +355,12 @@ def build() -> tuple[Any, Any, list[Any]]:
         undo_state,
         undo_btn,
         mine,
+        submit,
+        draft,
+        skip,
+        discard,
     ]
+    assert len(outputs) == OUTPUTS
     inputs = [gen_state, shown_state, flawed, consistent, quality, comment]
     for btn, action in ((submit, "submit"), (draft, "draft"), (skip, "skip"), (discard, "discard")):
         btn.click(

@@ -283,7 +283,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     if not traces:
         where = f" from source(s) {', '.join(cfg.sources)}" if cfg.sources else ""
         raise RewardModelError(
-            f"no submitted ratings of think traces{where} in {store.url}; run bootstrap first"
+            f"no submitted ratings of think traces{where} in {store.display_url}: rate some traces in the "
+            "studio first, or seed the store with python -m audio_thinker.reward_model bootstrap"
         )
     eval_items = split_items(
         [t.item_id for t in traces] + [p.item_id for p in votes], cfg.eval_frac, cfg.seed

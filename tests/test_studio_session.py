@@ -1,0 +1,205 @@
+"""Issue #24: what still broke a real rating session, tried as raters would, against the real studio
+(auth on, a temporary SQLite store, the shipped tiny model): the Rate panel after a slip and on an empty
+queue, a throttled sign-in, files reaching people they should not, and the store's URL in messages.
+``ann`` is the admin, ``bea`` and ``cat`` annotators."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import studio_harness
+from studio_harness import CHROMIUM, configured_service
+
+from app.services import compare as compare_service
+from app.services import state as state_service
+
+USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("studio-session")
+
+
+@pytest.fixture(scope="module")
+def configured(workdir, shipped_lm):
+    """Two shared traces in everyone's queue, and a run folder with a model and its completions."""
+    run = workdir / "runs" / "default"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"weights")
+    (run / "completions.jsonl").write_text('{"completion": "secret"}\n')
+    with configured_service(workdir, shipped_lm, USERS, "ann") as service:
+        st = state_service.store()
+        for path, it in compare_service.example_items()[:2]:
+            clip = st.add_clip(path)
+            item = st.add_item(it["question"], it["choices"], answer=it["answer"], source="synth-aqa",
+                               external_id=it["id"], clip=clip.hash)  # fmt: skip
+            st.add_generation(item.id, "tiny", "think", f"<think>{it['reasoning']}</think><answer>x</answer>")
+        yield service
+
+
+def client(url: str, user: str):
+    return studio_harness.client(url, user, USERS[user])
+
+
+def rows(workdir: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(workdir / "ratings.db") as con:
+        return con.execute(sql, args).fetchall()
+
+
+def _fetch(url: str, c, path: str) -> list[int]:
+    """GET a server file through both of Gradio's file routes with client ``c``'s session cookie."""
+    import httpx
+
+    base = url.rstrip("/")
+    routes = (f"{base}/gradio_api/file={path}", f"{base}/gradio_api/file/{path}")
+    return [httpx.get(r, cookies=c.cookies, timeout=30).status_code for r in routes]
+
+
+def _error_boxes(page) -> int:
+    """Gradio's red "Error" boxes painted over components of the Rate panel (status trackers in error)."""
+    return page.locator("#rate-panel").get_by_text("Error", exact=True).locator("visible=true").count()
+
+
+# ------------------------------------------------------------------------------------ 1: the Rate panel
+
+
+@needs_chromium
+def test_a_slip_in_the_rate_panel_shows_a_toast_and_leaves_the_panel_usable(
+    server, configured, workdir, browser
+):
+    from playwright.sync_api import expect
+
+    page = studio_harness.signed_in(browser, server, "bea", USERS["bea"])
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-header")).to_contain_text("trace #")
+    page.locator("#rate-consistent input[value='yes']").click()
+    page.locator("#rate-header").click()
+    page.keyboard.press("Enter")  # consistent chosen, no quality: the most common slip
+    expect(page.locator(".toast-body").first).to_contain_text("quality", timeout=20_000)
+    page.wait_for_timeout(1000)
+    assert _error_boxes(page) == 0
+    page.locator("#rate-quality input[value='0.7']").click(timeout=5_000)  # nothing covers the choices
+    page.locator("#rate-submit").click(timeout=5_000)
+    expect(page.locator("#rate-progress")).to_contain_text("1 submitted")
+    assert rows(workdir, "select r.quality, r.consistent from ratings r join annotators a on a.id = "
+                "r.annotator_id where a.name = 'bea'") == [(0.7, 1)]  # fmt: skip
+    # the other trace, then an empty queue: the controls are off and Submit covers nothing
+    page.locator("#rate-consistent input[value='no']").click()
+    page.locator("#rate-quality input[value='0.2']").click()
+    page.locator("#rate-submit").click()
+    expect(page.locator("#rate-header")).to_contain_text("queue is empty")
+    expect(page.locator("#rate-submit")).to_be_disabled()
+    expect(page.locator("#rate-consistent input[value='yes']")).to_be_disabled()
+    page.locator("#rate-submit").dispatch_event("click")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1500)
+    assert _error_boxes(page) == 0
+    page.context.close()
+
+
+# ----------------------------------------------------------------------------------- 2: a throttled sign-in
+
+
+@needs_chromium
+def test_a_throttled_sign_in_says_so_not_incorrect_credentials(server, configured, browser):
+    from playwright.sync_api import expect
+
+    from app import guard
+
+    guard.LOGIN_THROTTLE.reset()
+    page = browser.new_context().new_page()
+    try:
+        page.goto(server)
+        for k in range(6):  # five wrong passwords use up the account's attempts; the sixth is refused
+            page.get_by_label("username").fill("cat")
+            page.get_by_label("password").fill(f"wrong-{k}")
+            with page.expect_response(lambda r: r.url.endswith("/login")) as got:
+                page.get_by_role("button", name="Login").click()
+            assert got.value.status == (400 if k < 5 else 429)
+        expect(page.get_by_text("Incorrect Credentials")).to_be_hidden()
+        expect(page.get_by_text("Too many sign-in attempts")).to_be_visible()
+        page.get_by_label("username").fill("cat")  # the right password, still throttled: told so again
+        page.get_by_label("password").fill(USERS["cat"])
+        page.get_by_role("button", name="Login").click()
+        expect(page.get_by_text("Too many sign-in attempts")).to_contain_text("s")
+        expect(page.get_by_text("Incorrect Credentials")).to_be_hidden()
+    finally:
+        page.context.close()
+        guard.LOGIN_THROTTLE.reset()
+
+
+# ------------------------------------------------------------------------------------------ 4: files
+
+
+def _recording(tmp_path: Path) -> str:
+    import numpy as np
+
+    from audio_thinker.audio import write_wav
+
+    t = np.arange(16000) / 16000
+    path = tmp_path / "my-voice-note.wav"
+    write_wav(path, 0.3 * np.sin(2 * np.pi * 660.0 * t) * (t % 0.5 < 0.2))
+    return str(path)
+
+
+def test_a_private_upload_is_not_served_to_another_signed_in_user(server, configured, tmp_path):
+    import httpx
+    from gradio.utils import get_upload_folder
+
+    bea = client(server, "bea")
+    base = server.rstrip("/")
+    # bea's page uploads the file (Gradio's /upload), then asks about it: the URLs her page plays from
+    with open(_recording(tmp_path), "rb") as f:
+        uploaded = httpx.post(
+            f"{base}/gradio_api/upload", files={"files": ("my-voice-note.wav", f, "audio/wav")},
+            cookies=bea.cookies, timeout=30,
+        ).json()[0]  # fmt: skip
+    r = bea.predict(
+        {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "How many beeps are there?", "1\n2\n3",
+        api_name="/compare",
+    )  # fmt: skip
+    cached = [uploaded] + [str(p) for p in Path(get_upload_folder()).rglob(f"{r['clip_hash']}.*")]
+    assert len(cached) >= 1
+    assert 200 in _fetch(server, bea, uploaded)  # the owner's page plays it
+    for other in ("cat", "ann"):  # another annotator, even the admin, with their own session cookies
+        c = client(server, other)
+        for path in cached:
+            assert 200 not in _fetch(server, c, path), (other, path)
+
+
+def test_nothing_under_runs_is_served_to_annotators(server, configured, workdir):
+    cat = client(server, "cat")
+    for name in ("default/final/model.safetensors", "default/completions.jsonl"):
+        path = workdir / "runs" / name
+        assert path.is_file()
+        assert 200 not in _fetch(server, cat, str(path)), name
+        assert 200 not in _fetch(server, cat, str(path.resolve())), name
+
+
+def test_messages_never_carry_the_stores_password(tmp_path):
+    from app.ui import _one_line
+    from audio_thinker.reward_model import RewardModelError
+    from audio_thinker.reward_model.export import export
+    from audio_thinker.reward_model.train import TrainConfig, train
+    from audio_thinker.store import Store
+
+    secret_url = "postgresql+psycopg://rater:s3cret-pw@db.example:5432/ratings"
+    st = Store(f"sqlite:///{tmp_path / 'empty.db'}")
+    st.url = secret_url  # an empty store that says it lives in PostgreSQL
+    try:
+        for run in (
+            lambda: export(st, tmp_path / "out.jsonl", "jsonl"),
+            lambda: train(st, TrainConfig(out=str(tmp_path / "rm"))),
+        ):
+            with pytest.raises(RewardModelError) as err:
+                run()
+            assert "s3cret-pw" not in str(err.value) and "rater" in str(err.value), str(err.value)
+    finally:
+        st.close()
+    assert "s3cret-pw" not in _one_line(f"could not connect to {secret_url}: timeout")
