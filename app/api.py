@@ -168,6 +168,13 @@ def check_audio(audio: gr.FileData, request: gr.Request = None) -> dict:  # type
         return {"flags": model_service.audio_check(path)}
 
 
+def backup(request: gr.Request = None) -> str:  # type: ignore[assignment]
+    """Admins: the whole store as one zip (ratings with annotator and labels, votes, items, generations,
+    clips); restore it with ``python -m audio_thinker.store restore --db URL --from F``."""
+    with user_error():
+        return reward_service.backup(annotator(request))
+
+
 def register() -> None:
     """Add the endpoints to the enclosing Blocks."""
     gen = {"concurrency_id": "model", "concurrency_limit": GENERATION_CONCURRENCY}
@@ -176,6 +183,7 @@ def register() -> None:
     gr.api(vote, api_name="vote", **db)
     gr.api(rate, api_name="rate", **db)
     gr.api(export, api_name="export", concurrency_id="export", concurrency_limit=2)
+    gr.api(backup, api_name="backup", concurrency_id="export", concurrency_limit=2)
     gr.api(queue, api_name="queue", **db)
     gr.api(my_ratings, api_name="my_ratings", **db)
     gr.api(get_rating, api_name="get_rating", **db)

@@ -119,6 +119,16 @@ def export(fmt: str, request: gr.Request) -> Any:
         return gr.update(value=path, visible=True)
 
 
+def backup(request: gr.Request) -> Any:
+    """Admins: the whole store as one zip, offered for download."""
+    with user_error():
+        path = service.backup(annotator(request))
+        gr.Info(
+            "Backup ready: download it below. Restore: python -m audio_thinker.store restore --from FILE."
+        )
+        return gr.update(value=path, visible=True)
+
+
 def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
     """Train the learned judge on all submitted ratings and votes (progress bars from its tqdm loops);
     returns its held-out metrics."""
@@ -152,11 +162,14 @@ def build() -> tuple[Any, list[Any], list[Any]]:
             export_btn = gr.Button("Export ratings", elem_id="rm-export")
             export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="rm-file")
         with gr.Column(visible=False) as admin_column:
+            backup_btn = gr.Button("Back up the whole store (admin)", elem_id="rm-backup")
+            backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="rm-backup-file")
             train_btn = gr.Button("Train reward model (admin)", variant="primary", elem_id="rm-train")
             metrics = gr.JSON(label="Reward model metrics", elem_id="rm-metrics")
     outputs = [overview, counts, kappas, ranking, plot]
     refresh.click(summary, None, outputs, api_visibility="private")
     export_btn.click(export, [fmt], export_file, api_visibility="private", concurrency_id="export")
+    backup_btn.click(backup, None, backup_file, api_visibility="private", concurrency_id="export")
     train_btn.click(
         train, None, metrics, api_visibility="private", concurrency_id="train", concurrency_limit=1
     )

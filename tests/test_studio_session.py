@@ -203,3 +203,27 @@ def test_messages_never_carry_the_stores_password(tmp_path):
     finally:
         st.close()
     assert "s3cret-pw" not in _one_line(f"could not connect to {secret_url}: timeout")
+
+
+# ------------------------------------------------------------------------------------------ 9: backup
+
+
+def test_admins_back_up_the_store_from_the_studio_and_it_restores(server, configured, workdir, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from audio_thinker.store import Store, restore
+
+    ann, bea = client(server, "ann"), client(server, "bea")
+    with pytest.raises(AppError, match="admin"):
+        bea.predict(api_name="/backup")
+    got = Path(ann.predict(api_name="/backup"))
+    assert got.suffix == ".zip" and got.is_file()
+    assert 200 not in _fetch(server, bea, str(got))  # delivered to the admin who asked, to nobody else
+    with Store(f"sqlite:///{tmp_path / 'restored.db'}") as st:
+        restore(st, got)
+    tables = ("annotators", "clips", "items", "generations", "ratings", "votes", "comparisons")
+    for table in tables:
+        expected = rows(workdir, f"select * from {table} order by 1")
+        with sqlite3.connect(tmp_path / "restored.db") as con:
+            assert con.execute(f"select * from {table} order by 1").fetchall() == expected, table
+    assert rows(workdir, "select count(*) from items")[0][0] >= 2

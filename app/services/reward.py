@@ -113,6 +113,29 @@ def export(user: str, fmt: str) -> str:
     return str(path)
 
 
+def backup(user: str) -> str:
+    """Admins: the whole store (every rating with its annotator and labels, votes, comparisons, items,
+    generations and the clips' bytes) as one zip (``audio_thinker.store.backup``), delivered like an
+    export: to ``user`` alone, from a private temporary folder deleted after :data:`EXPORT_TTL_S` seconds.
+    ``python -m audio_thinker.store restore --db URL --from F`` rebuilds a store from it."""
+    import tempfile
+
+    from audio_thinker.store import backup as write_backup
+
+    require_admin(user, "back up the whole store")
+    out_dir = Path(tempfile.mkdtemp(prefix="audio-thinker-backup-"))  # mode 0700
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # noqa: UP017
+    path = out_dir / f"store-backup-{stamp}-{os.urandom(8).hex()}.zip"
+    st = store()
+    try:
+        db(lambda: write_backup(st, path))
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    register_private(path.name, user, out_dir)
+    return str(path)
+
+
 def train_reward_model(user: str) -> dict:
     """Train the learned judge on the store's ratings and votes into ``settings().reward_model_dir`` (tqdm
     progress bars, which ``gr.Progress(track_tqdm=True)`` shows); returns its metrics."""

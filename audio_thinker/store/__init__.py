@@ -50,6 +50,7 @@ upgrades the database to the newest migration, keeping its rows.
 from sqlalchemy.exc import DBAPIError as DatabaseError
 from sqlalchemy.exc import SQLAlchemyError as StoreError
 
+from .backup import BackupError, backup, restore
 from .engine import (
     DB_ENV,
     DEFAULT_URL,
@@ -131,6 +132,7 @@ __all__ = [
     "VOTE_CHOICES",
     "AccessDeniedError",
     "Annotator",
+    "BackupError",
     "Base",
     "Clip",
     "Comparison",
@@ -147,9 +149,11 @@ __all__ = [
     "VoteRecord",
     "_sqlite_file",
     "alembic_config",
+    "backup",
     "database_url",
     "display_url",
     "make_engine",
     "migrate",
+    "restore",
     "snap_quality",
 ]
