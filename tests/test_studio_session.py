@@ -227,3 +227,93 @@ def test_admins_back_up_the_store_from_the_studio_and_it_restores(server, config
         with sqlite3.connect(tmp_path / "restored.db") as con:
             assert con.execute(f"select * from {table} order by 1").fetchall() == expected, table
     assert rows(workdir, "select count(*) from items")[0][0] >= 2
+
+
+# --------------------------------------------------------------------------- 5: words raters can use
+
+
+def _fake_pair(answers):
+    """A pair runner (``STATE.pair_runner``) that 'generates' the given two answers."""
+    from audio_thinker.inference import Answer
+
+    def run(lm, wave, question, choices, modes):
+        for k, (text, answer, tokens) in enumerate(answers):
+            think = text.split("<think>")[1].split("</think>")[0] if "<think>" in text else None
+            yield (
+                k,
+                Answer(text, modes[k], "think" if think else "no_think", think, answer, 10, tokens, 0.1),
+                0.01,
+            )
+        for k in range(2):
+            yield k, None, 0.0
+
+    return run
+
+
+def test_answer_panes_without_stray_tags_cut_off_direct_answers_and_off_choice_answers_said(
+    configured, monkeypatch
+):
+    from app import compare
+    from app.services.state import STATE
+
+    path, it = next((p, it) for p, it in compare_service.example_items() if it["sub-category"] == "count")
+    monkeypatch.setattr(
+        STATE, "pair_runner",
+        _fake_pair([
+            ("<think>Beep 1. Beep 2.</think><answer>Answer: Answer: sixty</answer></think>", "Answer: sixty", 30),
+            ("Answer: Beep 2 … 6 6 6 6 6", None, 10**6),  # a direct answer that hit the token cap
+        ]),
+    )  # fmt: skip
+    steps = compare_service.compare_stream(
+        path, it["question"], "\n".join(it["choices"]), "think vs no-think", user="bea"
+    )
+    comp = list(steps)[-1]
+    assert comp is not None
+    think_side, direct = comp.a, comp.b
+    think_pane = compare._messages(it["question"], think_side)[-1]["content"]
+    assert "</think>" not in think_pane and "<answer>" not in think_pane
+    assert think_pane.count("Answer") == 1 and think_pane.endswith("sixty")
+    assert "not one of the choices" in compare._stats(think_side)  # "sixty" is none of 1/2/3...
+    direct_pane = compare._messages(it["question"], direct)[-1]["content"]
+    assert direct.ran_out_of_tokens and "ran out of tokens" in direct_pane
+    assert not direct_pane.startswith("**Answer:**")  # no answer shown as if it were one
+
+
+def test_examples_do_not_show_the_right_answer_and_a_double_vote_is_one_quiet_vote(server, configured):
+    import httpx
+
+    from app import compare
+
+    config = httpx.get(f"{server.rstrip('/')}/config", cookies=client(server, "bea").cookies, timeout=30).text
+    for _, it in compare_service.example_items():
+        assert f"✓ {it['answer']}" not in config
+    state = {"voted": True, "a": 1, "b": 2, "swapped": False, "sides": ()}
+    out = compare.cast_vote("left", state, studio_harness_request("bea"))  # the double-click's second click
+    assert len(out) == compare.VOTE_OUTPUTS  # nothing raised: no error toast or boxes, nothing changed
+
+
+def studio_harness_request(user: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(username=user)
+
+
+def test_the_reward_model_says_how_many_votes_it_had_and_what_to_do(tmp_path):
+    from audio_thinker.reward_model import RewardModelError
+    from audio_thinker.reward_model.train import TrainConfig, train
+    from audio_thinker.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'r.db'}") as st:
+        item = st.add_item("How many beeps?", ["1", "2"], answer="2", source="synth-aqa", external_id="x")
+        g1 = st.add_generation(item.id, "tiny", "think", "<think>Two beeps.</think><answer>2</answer>")
+        g2 = st.add_generation(item.id, "tiny", "think", "<think>One beep.</think><answer>1</answer>")
+        for who in ("ann", "bea"):
+            st.rate(g1.id, who, consistent=True, quality=0.5)
+            st.rate(g2.id, who, consistent=False, quality=0.5)
+        for k in range(6):  # six votes stored, none preferring one answer
+            st.vote(g1.id, g2.id, "tie", f"voter{k}")
+        with pytest.raises(RewardModelError) as err:
+            train(st, TrainConfig(out=str(tmp_path / "rm")))
+    message = str(err.value)
+    assert "(and no votes)" not in message and "0 votes that prefer one answer" in message, message
+    assert "ties" in message and "vote" in message.rsplit(";", 1)[-1]  # why, and what to do

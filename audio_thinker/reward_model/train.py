@@ -297,7 +297,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     if not train_pairs:
         raise RewardModelError(
             f"no preference pairs to train on: {len(traces)} rated traces but no two for the same item differ in "
-            f"quality by >= {cfg.min_gap} (and no votes); rate more traces per item"
+            f"quality by >= {cfg.min_gap}, and {len(votes)} votes that prefer one answer (ties and both-bad "
+            f"give no pair), none on a training item; rate more traces per item or vote between answers"
         )
     if len({t.consistent for t in train_traces}) < 2:
         raise RewardModelError(
