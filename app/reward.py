@@ -18,6 +18,57 @@ from .services.auth import annotator, is_admin
 from .ui import user_error
 
 BOOTSTRAP_ROUNDS = 200
+FEW_OVERLAPS = 20
+"""Below this many generations rated by two or more annotators, κ and α are said to be unreliable."""
+
+
+def agreement_note(overlap: int, pair_overlap: int) -> str:
+    """What κ and α mean, and why they cannot be trusted yet when few traces were rated twice."""
+    meaning = "1 is full agreement, 0 what chance gives, below 0 less than chance"
+    if overlap >= FEW_OVERLAPS:
+        return f"<sub>κ and α: {meaning}.</sub>"
+    return (
+        f"<sub>κ and α: {meaning}. Only **{overlap}** generations were rated by two or more annotators "
+        f"({pair_overlap} shared between the pairs): with fewer than {FEW_OVERLAPS}, one differing label "
+        "moves them a lot, so values near 0 or below 0 say little yet. More raters per trace (overlap) fix "
+        "that.</sub>"
+    )
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * float(x):.0f}%"
+
+
+def _num(x: Any, digits: int = 2) -> str:
+    return "–" if x is None else f"{float(x):.{digits}f}"
+
+
+def metrics_markdown(m: dict | None) -> str:
+    """The trained reward model's held-out numbers in words and a small table (not raw JSON)."""
+    if not m:
+        return ""
+    c = m.get("counts", {}) or {}
+    secs = (m.get("seconds", {}) or {}).get("total")
+    rows = [
+        ("Picks the better of two held-out traces (pairwise accuracy)", _pct(m.get("pairwise_accuracy")),
+         f"{c.get('eval_pairs', '–')} held-out pairs"),
+        ("Tells consistent from inconsistent (ROC AUC; 0.5 is chance)", _num(m.get("consistency_auc")),
+         f"{c.get('eval_traces', '–')} held-out traces"),
+        ("Consistency right at the 0.5 threshold", _pct(m.get("consistency_accuracy")), ""),
+        ("Quality: mean error on the 0–1 scale", _num(m.get("quality_mae")), ""),
+        ("Quality: exactly the rated tenth", _pct(m.get("quality_exact")), ""),
+        ("On its own training pairs (for comparison)", _pct(m.get("train_pairwise_accuracy")),
+         f"{c.get('train_pairs', '–')} pairs"),
+    ]  # fmt: skip
+    table = "\n".join(f"| {a} | **{b}** | {n} |" for a, b, n in rows)
+    return (
+        f"**Reward model trained** on {c.get('traces', '–')} rated traces of {c.get('items', '–')} items "
+        f"({c.get('vote_pairs', 0)} vote pairs)"
+        + (f" in {secs:.0f} s" if isinstance(secs, (int, float)) else "")
+        + ". Judged on held-out items it did not train on:\n\n| measure | value | on |\n|---|---|---|\n"
+        + table
+        + "\n\n<sub>The full metrics are in metrics.json beside the model.</sub>"
+    )
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> dict:
@@ -73,7 +124,7 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
             f"Ratings by source: {src}  \nItems by source: {items}  \n"
             f"**Agreement** — Cohen's κ (consistency, overlap-weighted mean of {len(pairs)} annotator pairs): "
             f"**{fmt(kappa)}** · Krippendorff's α (quality, interval, {overlap} generations rated twice or "
-            f"more): **{fmt(alpha)}**"
+            f"more): **{fmt(alpha)}**  \n" + agreement_note(overlap, sum(p.n for p in pairs))
         )
         kappa_rows = [[p.a, p.b, p.n, fmt(p.kappa)] for p in pairs] if admin else []
         rank_rows = [[k + 1, r.name, round(r.rating), f"{r.low:.0f} – {r.high:.0f}", r.games, f"{r.win_rate:.2f}"]
@@ -129,13 +180,13 @@ def backup(request: gr.Request) -> Any:
         return gr.update(value=path, visible=True)
 
 
-def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
+def train(request: gr.Request, progress=gr.Progress(track_tqdm=True)) -> str:  # noqa: B008
     """Train the learned judge on all submitted ratings and votes (progress bars from its tqdm loops);
-    returns its held-out metrics."""
+    returns its held-out metrics in words."""
     with user_error():
         user = annotator(request)
         progress(0.0, desc="collecting ratings")
-        return service.train_reward_model(user)
+        return metrics_markdown(service.train_reward_model(user))
 
 
 def build() -> tuple[Any, list[Any], list[Any]]:
@@ -165,7 +216,7 @@ def build() -> tuple[Any, list[Any], list[Any]]:
             backup_btn = gr.Button("Back up the whole store (admin)", elem_id="rm-backup")
             backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="rm-backup-file")
             train_btn = gr.Button("Train reward model (admin)", variant="primary", elem_id="rm-train")
-            metrics = gr.JSON(label="Reward model metrics", elem_id="rm-metrics")
+            metrics = gr.Markdown(elem_id="rm-metrics")
     outputs = [overview, counts, kappas, ranking, plot]
     refresh.click(summary, None, outputs, api_visibility="private")
     export_btn.click(export, [fmt], export_file, api_visibility="private", concurrency_id="export")

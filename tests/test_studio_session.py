@@ -317,3 +317,35 @@ def test_the_reward_model_says_how_many_votes_it_had_and_what_to_do(tmp_path):
     message = str(err.value)
     assert "(and no votes)" not in message and "0 votes that prefer one answer" in message, message
     assert "ties" in message and "vote" in message.rsplit(";", 1)[-1]  # why, and what to do
+
+
+def test_agreement_on_few_overlaps_says_why_and_the_reward_model_result_is_words(server, configured):
+    import httpx
+
+    from app import reward
+
+    st = state_service.store()
+    gens = [g for (g,) in rows_of(st, 2)]
+    for who, labels in (("ann", (True, 0.9)), ("cat", (False, 0.1))):
+        for g in gens:
+            st.rate(g, who, consistent=labels[0], quality=labels[1])
+    md = reward.summary(studio_harness_request("ann"))[0]
+    assert "κ" in md and "chance" in md and "two or more annotators" in md  # what the numbers mean, and why
+    config = httpx.get(
+        f"{server.rstrip('/')}/config", cookies=client(server, "ann").cookies, timeout=30
+    ).json()
+    shown = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "rm-metrics"]
+    assert shown and shown[0]["type"] == "markdown"  # not a raw JSON viewer
+    text = reward.metrics_markdown(
+        {
+            "pairwise_accuracy": 0.75,
+            "consistency_auc": 0.8,
+            "counts": {"traces": 40, "items": 10, "eval_pairs": 8},
+        }
+    )
+    assert "75%" in text and "0.80" in text and "{" not in text
+
+
+def rows_of(st, n: int) -> list[tuple[int]]:
+    """The ids of the first ``n`` generations of the shared traces."""
+    return [(g.id,) for g in st.rating_queue("nobody-yet", limit=n)]
