@@ -98,19 +98,23 @@ OUTPUTS = 17
 """state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment, then the undo
 state, the undo button, the "My ratings" table and the submit, draft, skip and discard buttons (off while
 the queue is empty)."""
-MINE_HEADERS = ["trace", "status", "consistent", "quality", "question", "updated (UTC)"]
+MINE_HEADERS = ["trace", "status", "rating", "question", "updated (UTC)"]
+MINE_WIDTHS = ["12%", "17%", "13%", "32%", "26%"]
 
 
 def _mine(user: str) -> dict:
-    """The "My ratings" table: every rating of ``user``'s, most recently changed first."""
-    data = [
-        [f"#{r['generation_id']}", r["status"], {True: "yes", False: "no"}.get(r["consistent"], ""),
-         "" if r["quality"] is None else f"{r['quality']:.1f}",
-         r["question"] if len(r["question"]) <= 80 else r["question"][:77] + "…",
-         (r["updated_at"] or "")[:16].replace("T", " ")]
-        for r in service.my_rating_list(user)
-    ]  # fmt: skip
-    return {"headers": MINE_HEADERS, "data": data or [["", "", "", "", "nothing rated yet", ""]]}
+    """The "My ratings" table: every rating of ``user``'s, most recently changed first; "rating" is
+    consistent (yes / no) and quality, e.g. "yes 0.8"."""
+    data = []
+    for r in service.my_rating_list(user):
+        consistent = {True: "yes", False: "no"}.get(r["consistent"], "")
+        quality = "" if r["quality"] is None else f"{r['quality']:.1f}"
+        question = r["question"] if len(r["question"]) <= 80 else r["question"][:77] + "…"
+        updated = (r["updated_at"] or "")[:16].replace("T", " ")
+        data.append(
+            [f"#{r['generation_id']}", r["status"], f"{consistent} {quality}".strip(), question, updated]
+        )
+    return {"headers": MINE_HEADERS, "data": data or [["", "", "", "nothing rated yet", ""]]}
 
 
 def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple[Any, ...]:
@@ -322,6 +326,7 @@ def build() -> tuple[Any, Any, list[Any]]:
                             "change your rating.</sub>")  # fmt: skip
                 mine = gr.Dataframe(
                     headers=MINE_HEADERS,
+                    column_widths=MINE_WIDTHS,
                     interactive=False,
                     wrap=True,
                     max_height=300,

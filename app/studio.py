@@ -154,6 +154,13 @@ CSS = """
 .at-reasoning .at-answer { font-weight: 600; }
 #rate-quality .wrap { gap: 4px; }
 .at-empty-state { border: 1px dashed var(--border-color-primary); border-radius: 8px; padding: 12px 14px; }
+/* table headers break between words, never inside one (My ratings, the agreement and ranking tables) */
+#rate-mine-table th, #rate-mine-table th *, #rm-rank th, #rm-rank th *, #rm-counts th, #rm-counts th *,
+#rm-kappa th, #rm-kappa th * { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
+#rate-mine-table th, #rm-rank th, #rm-counts th, #rm-kappa th { min-width: max-content; }
+/* toasts at the bottom right, clear of the header's Sign out button */
+.toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
 """
 
 

@@ -349,3 +349,82 @@ def test_agreement_on_few_overlaps_says_why_and_the_reward_model_result_is_words
 def rows_of(st, n: int) -> list[tuple[int]]:
     """The ids of the first ``n`` generations of the shared traces."""
     return [(g.id,) for g in st.rating_queue("nobody-yet", limit=n)]
+
+
+# ------------------------------------------------------------------------------------------ 6: layout
+
+_BROKEN_WORDS_JS = """
+(root) => {
+  const broken = [];
+  for (const th of root.querySelectorAll("th")) {
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const re = /\\S+/g;
+      let m;
+      while ((m = re.exec(node.textContent))) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  return broken;
+}
+"""
+
+
+def _right_edge_visible(page, table: str, header: str) -> bool:
+    """Whether the ``header`` column of ``table`` ends inside the table's visible box and the window."""
+    th = page.locator(f"{table} th").filter(has_text=header).first
+    cell, box = th.bounding_box(), page.locator(table).bounding_box()
+    assert cell and box, (table, header)
+    return cell["x"] + cell["width"] <= min(box["x"] + box["width"], page.viewport_size["width"]) + 1
+
+
+@needs_chromium
+def test_layout_headers_whole_columns_visible_toasts_clear_of_sign_out(server, configured, browser):
+    import httpx
+    from playwright.sync_api import expect
+
+    st = state_service.store()
+    for g in [g for (g,) in rows_of(st, 2)]:  # cat's ratings; a vote between two modes for the ranking
+        st.rate(g, "cat", consistent=True, quality=0.6, comment="fine")
+        gen = st.get_generation(g)
+        direct = st.add_generation(gen.item_id, "tiny", "no-think", "<answer>2</answer>")
+        st.vote(g, direct.id, "A", "ann")
+    page = studio_harness.signed_in(browser, server, "cat", USERS["cat"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("tab", name="Rate").click()
+    page.locator("#rate-mine").get_by_text("My ratings").click()
+    expect(page.locator("#rate-mine-table")).to_contain_text("#")
+    table = page.locator("#rate-mine-table")
+    assert table.evaluate(_BROKEN_WORDS_JS) == []  # no header breaks inside a word
+    assert _right_edge_visible(page, "#rate-mine-table", "updated")
+    # a toast (here: an export is ready) does not cover Sign out
+    page.get_by_role("tab", name="Reward model").click()
+    page.locator("#rm-export").click()
+    toast = page.locator(".toast-body").first
+    expect(toast).to_be_visible(timeout=20_000)
+    t, s = toast.bounding_box(), page.locator("#sign-out").bounding_box()
+    assert t and s
+    overlap = not (
+        t["x"] + t["width"] <= s["x"] or s["x"] + s["width"] <= t["x"]
+        or t["y"] + t["height"] <= s["y"] or s["y"] + s["height"] <= t["y"]
+    )  # fmt: skip
+    assert not overlap, (t, s)
+    page.context.close()
+    page = studio_harness.signed_in(browser, server, "ann", USERS["ann"])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("tab", name="Reward model").click()
+    expect(page.locator("#rm-rank")).to_contain_text("tiny · think")
+    assert page.locator("#rm-rank").evaluate(_BROKEN_WORDS_JS) == []
+    assert _right_edge_visible(page, "#rm-rank", "win rate")
+    page.context.close()
+    # the Runs tab's plots are shown whole (not cropped to squares)
+    config = httpx.get(
+        f"{server.rstrip('/')}/config", cookies=client(server, "ann").cookies, timeout=30
+    ).json()
+    gallery = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "runs-gallery")
+    assert gallery["props"].get("object_fit") == "contain"
