@@ -111,8 +111,9 @@ def rate(
 
 
 def export(format: str = "jsonl", request: gr.Request = None) -> gr.FileData:  # type: ignore[assignment]  # noqa: A002
-    """Download the ratings: admins get all of them (``trl``, ``jsonl`` or ``hf`` as a zip), other
-    annotators their own as JSONL."""
+    """Download the ratings: admins get all of them, as ``labels`` (every rating with annotator, status,
+    consistency, quality, flawed step, comment, times) or preference pairs (``trl``, ``jsonl`` or ``hf`` as
+    a zip; the labels when there are no pairs yet), other annotators their own as JSONL."""
     with user_error():
         path = reward_service.export(annotator(request), format)
         return gr.FileData(path=path, orig_name=Path(path).name)

@@ -165,7 +165,9 @@ def export(fmt: str, request: gr.Request) -> Any:
     """Write an export and offer it for download."""
     with user_error():
         user = annotator(request)
-        path = service.export(user, fmt)
+        path, note = service.export_with_note(user, fmt)
+        if note:
+            gr.Warning(note, title="No pairs yet")
         gr.Info("Export ready: download it below (on a Space, the disk is not kept: export often).")
         return gr.update(value=path, visible=True)
 
@@ -207,8 +209,9 @@ def build() -> tuple[Any, list[Any], list[Any]]:
     with gr.Row():
         with gr.Column():
             fmt = gr.Radio(
-                list(service.EXPORT_FORMATS), value="trl", label="Export format (admins: all ratings; "
-                "annotators: their own, as JSONL)", elem_id="rm-format",
+                list(service.EXPORT_FORMATS), value=service.LABELS, label="Export format (admins: labels = "
+                "every rating with its annotator and labels; trl / jsonl / hf = preference pairs for the reward "
+                "model. Annotators: their own ratings, as JSONL)", elem_id="rm-format",
             )  # fmt: skip
             export_btn = gr.Button("Export ratings", elem_id="rm-export")
             export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="rm-file")

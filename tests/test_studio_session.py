@@ -428,3 +428,42 @@ def test_layout_headers_whole_columns_visible_toasts_clear_of_sign_out(server, c
     ).json()
     gallery = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "runs-gallery")
     assert gallery["props"].get("object_fit") == "contain"
+
+
+# ------------------------------------------------------------------------------- 3: exports keep labels
+
+
+def test_admin_exports_keep_the_human_labels_even_without_pairs(server, configured, workdir):
+    import json
+
+    ann = client(server, "ann")
+    st = state_service.store()
+    g = rows_of(st, 1)[0][0] if rows_of(st, 1) else 1
+    think = st.get_generation(g).think or ""
+    st.rate(
+        g, "bea", consistent=False, quality=0.3, flawed_span=(0, min(8, len(think))), comment="wrong beep"
+    )
+    got = Path(ann.predict("labels", api_name="/export"))
+    rows = [json.loads(line) for line in got.read_text().splitlines()]
+    mine = [r for r in rows if r["annotator"] == "bea" and r["generation_id"] == g]
+    assert len(mine) == 1
+    r = mine[0]
+    assert (r["consistent"], r["quality"], r["comment"], r["status"]) == (
+        False,
+        0.3,
+        "wrong beep",
+        "submitted",
+    )
+    assert r["flawed_span"] == [0, min(8, len(think))] and r["flawed_step"] == think[: min(8, len(think))]
+    assert all(row["annotator"] for row in rows)
+    stored = rows_of_db(workdir, "select count(*) from ratings")[0][0]
+    assert len(rows) == stored
+    # no preference pairs in this store: a pair export still succeeds, with the labels
+    got = Path(ann.predict("jsonl", api_name="/export"))
+    assert got.is_file() and any(
+        json.loads(x).get("annotator") == "bea" for x in got.read_text().splitlines()
+    )
+
+
+def rows_of_db(workdir: Path, sql: str) -> list[tuple]:
+    return rows(workdir, sql)
