@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from .services import compare as service
+from .services import spectrogram
 from .services.auth import annotator
 from .services.model import audio_check, audio_warning, model_card_markdown
 from .services.state import DB_CONCURRENCY, GENERATION_CONCURRENCY, UserError
@@ -205,6 +206,12 @@ def check_audio(audio: str | None) -> str:
         return ""
 
 
+def show_spectrogram(audio: str | None) -> Any:
+    """The chosen clip's spectrogram with a time axis (hidden without a clip or when it cannot be read)."""
+    fig = spectrogram.figure(audio)
+    return gr.update(value=fig, visible=fig is not None)
+
+
 def _voter(choice: str):
     def vote_handler(state: dict | None, request: gr.Request) -> tuple[Any, ...]:
         return cast_vote(choice, state, request)
@@ -234,6 +241,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
             audio = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Audio (≤ 30 s)", elem_id="cmp-audio"
             )
+            spectro = gr.Plot(label="Spectrogram (time in seconds)", visible=False, elem_id="cmp-spectrogram")
             audio_flag = gr.Markdown(elem_id="cmp-audio-flag")
             gr.Markdown(PRIVACY_NOTE, elem_id="cmp-privacy")
             question = gr.Textbox(
@@ -272,6 +280,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
     for trigger in (audio.upload, audio.stop_recording):
         trigger(check_audio, audio, audio_flag, api_visibility="private", show_progress="hidden")
     audio.clear(lambda: "", None, audio_flag, api_visibility="private", queue=False)
+    audio.change(show_spectrogram, audio, spectro, api_visibility="private", show_progress="hidden")
     # Ask is disabled from the click until the answers are in (or refused): one click, one comparison
     asked = ask_btn.click(
         lambda: gr.update(interactive=False, value="Answering…"), None, ask_btn, queue=False,

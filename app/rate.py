@@ -18,7 +18,7 @@ import gradio as gr
 
 from audio_thinker.rewards import QUALITY_GRID
 
-from .services import importing
+from .services import importing, spectrogram
 from .services import rating as service
 from .services.auth import annotator, is_admin
 from .services.state import DB_CONCURRENCY, UserError
@@ -67,9 +67,26 @@ def _header(t: service.Trace) -> str:
     )
 
 
+def _with_times(text: str, playable: bool) -> str:
+    """``text`` escaped, each time it names ("0.6 s") a link that plays the clip from there."""
+    if not playable:
+        return html.escape(text)
+    out, pos = [], 0
+    for start, end, seconds in spectrogram.named_times(text):
+        out.append(html.escape(text[pos:start]))
+        out.append(
+            f"<a href='#' class='at-time' data-t='{seconds:g}' title='Play the clip from {seconds:g} s'>"
+            f"{html.escape(text[start:end])} ▶</a>"
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
 def _reasoning(t: service.Trace) -> str:
+    playable = bool(t.audio_path)
     numbered = " ".join(
-        f"<span class='at-sent'><sup>{k + 1}</sup>{html.escape(t.think[s:e])}</span>"
+        f"<span class='at-sent'><sup>{k + 1}</sup>{_with_times(t.think[s:e], playable)}</span>"
         for k, (s, e) in enumerate(t.sentences)
     )
     answer = html.escape(t.answer) if t.answer else "<em>(no answer)</em>"
@@ -94,10 +111,10 @@ def _progress(user: str) -> str:
     return progress_bar(p["submitted"] + p["discarded"], total, label)
 
 
-OUTPUTS = 17
+OUTPUTS = 18
 """state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment, then the undo
 state, the undo button, the "My ratings" table and the submit, draft, skip and discard buttons (off while
-the queue is empty)."""
+the queue is empty), and the clip's spectrogram."""
 MINE_HEADERS = ["trace", "status", "rating", "question", "updated (UTC)"]
 MINE_WIDTHS = ["12%", "17%", "13%", "32%", "26%"]
 
@@ -121,7 +138,9 @@ def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple
     """Everything the tab shows for trace ``t`` (None: the queue is empty); ``undo`` is the skip or
     discard that the Undo button would take back."""
     live = gr.update(interactive=t is not None)
-    extra = (undo, gr.update(visible=undo is not None), _mine(user), live, live, live, live)
+    fig = spectrogram.figure(t.audio_path) if t is not None else None
+    extra = (undo, gr.update(visible=undo is not None), _mine(user), live, live, live, live,
+             gr.update(value=fig, visible=fig is not None))  # fmt: skip
     problem = service.judge_problem()  # a broken reward model: the queue is oldest first, and people are told
     if problem:
         gr.Warning(problem)
@@ -289,6 +308,8 @@ def build() -> tuple[Any, Any, list[Any]]:
             progress_html = gr.HTML(elem_id="rate-progress")
             header = gr.HTML(elem_id="rate-header")
             audio = gr.Audio(type="filepath", interactive=False, label="Clip", elem_id="rate-audio")
+            spectro = gr.Plot(label="Spectrogram (time in seconds; a time in the reasoning plays the clip from "
+                              "there)", visible=False, elem_id="rate-spectrogram")  # fmt: skip
             reasoning = gr.HTML(elem_id="rate-reasoning")
             flawed = gr.Radio(
                 [("— no flawed step —", NO_FLAW)],
@@ -364,6 +385,7 @@ def build() -> tuple[Any, Any, list[Any]]:
         draft,
         skip,
         discard,
+        spectro,
     ]
     assert len(outputs) == OUTPUTS
     inputs = [gen_state, shown_state, flawed, consistent, quality, comment]

@@ -15,7 +15,7 @@ from studio_harness import CHROMIUM, configured_service
 from app.services import compare as compare_service
 from app.services import state as state_service
 
-USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw"}
+USERS = {"ann": "ann-pw", "bea": "bea-pw", "cat": "cat-pw", "dan": "dan-pw"}
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"
 )
@@ -467,3 +467,61 @@ def test_admin_exports_keep_the_human_labels_even_without_pairs(server, configur
 
 def rows_of_db(workdir: Path, sql: str) -> list[tuple]:
     return rows(workdir, sql)
+
+
+# ---------------------------------------------------------------------------------- 7: seeing the sound
+
+_MEDIA_TIMES_JS = """
+(root) => {
+  const found = [];
+  const walk = (n) => {
+    if (!n) return;
+    if (n.tagName === "AUDIO" && (n.currentSrc || n.src)) found.push(n.currentTime);
+    if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) walk(c);
+  };
+  walk(root);
+  return found;
+}
+"""
+
+
+def test_spectrogram_has_a_time_axis_and_a_named_time_plays_the_clip_from_there(
+    server, configured, browser, tmp_path
+):
+    from playwright.sync_api import expect
+
+    from app.services import spectrogram
+
+    path, it = compare_service.example_items()[0]
+    fig = spectrogram.figure(path)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "time (s)" and "kHz" in ax.get_ylabel()
+    assert ax.get_xlim()[0] == 0 and 2.5 < ax.get_xlim()[1] <= 30  # the clip's length, in seconds
+    assert len(ax.get_xticks()) >= 8  # more time marks than 0:00 and 0:03
+    assert spectrogram.named_times("Beep 2 at 0.6 s: high.") == [(10, 15, 0.6)]  # "0.6 s"
+
+    st = state_service.store()
+    for g in st.rating_queue("dan", limit=50):  # dan's queue: only the trace below
+        st.rate(g.id, "dan", status="discarded")
+    item = st.add_item(it["question"], it["choices"], source="synth-aqa", external_id="times",
+                       clip=st.add_clip(path).hash)  # fmt: skip
+    st.add_generation(item.id, "tiny", "think", "<think>Beep 1 at 0.1 s. Beep 2 at 0.6 s: high.</think>"
+                      "<answer>high</answer>")  # fmt: skip
+    page = studio_harness.signed_in(browser, server, "dan", USERS["dan"])
+    page.get_by_role("tab", name="Rate").click()
+    expect(page.locator("#rate-reasoning")).to_contain_text("Beep 2 at 0.6 s")
+    expect(page.locator("#rate-spectrogram img, #rate-spectrogram svg, #rate-spectrogram canvas").first
+           ).to_be_visible()  # fmt: skip
+    link = page.locator("#rate-reasoning a.at-time[data-t='0.6']")
+    expect(link).to_be_visible()
+    page.wait_for_timeout(1000)  # the player has loaded the clip
+    link.click()
+    page.wait_for_function(
+        f"() => ({_MEDIA_TIMES_JS})(document.getElementById('rate-audio')).some((t) => t >= 0.6)",
+        timeout=10_000,
+    )
+    shot = tmp_path / "rate-spectrogram.png"
+    page.locator("#rate-panel").screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    page.context.close()
