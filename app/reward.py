@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from . import stats
+from .services import rating as rating_service
 from .services import reward as service
 from .services.auth import annotator, is_admin
 from .ui import user_error
@@ -76,7 +77,8 @@ def _table(rows: list[list[Any]], headers: list[str]) -> dict:
 
 
 def summary(request: gr.Request) -> tuple[Any, ...]:
-    """Counts, agreement and the ranking, as (markdown, counts table, κ table, ranking table, plot).
+    """Counts, agreement and the ranking, as (markdown, counts table, κ table, ranking table, plot, the
+    gold-agreement table and the queue settings).
 
     Admins see every annotator's row and every pair's κ; other annotators see their own row and the
     aggregates only (no one else's name or counts)."""
@@ -127,6 +129,11 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
             f"more): **{fmt(alpha)}**  \n" + agreement_note(overlap, sum(p.n for p in pairs))
         )
         kappa_rows = [[p.a, p.b, p.n, fmt(p.kappa)] for p in pairs] if admin else []
+        gold = service.gold_agreement() if admin else {}
+        gold_rows = [
+            [name, g["n"], _pct(g["consistency"]), _num(g["quality_mae"])] for name, g in gold.items()
+        ]
+        queue_cfg = rating_service.queue_settings()
         rank_rows = [[k + 1, r.name, round(r.rating), f"{r.low:.0f} – {r.high:.0f}", r.games, f"{r.win_rate:.2f}"]
                      for k, r in enumerate(ranked)]  # fmt: skip
         return (
@@ -135,6 +142,23 @@ def summary(request: gr.Request) -> tuple[Any, ...]:
             _table(kappa_rows, ["annotator A", "annotator B", "overlap", "κ consistency"]),
             _table(rank_rows, ["rank", "model · mode", "BT rating", "95% interval", "votes", "win rate"]),
             gr.update(value=_ranking_plot(ranked), visible=bool(ranked)),  # no empty box without votes
+            gr.update(value=_table(gold_rows, GOLD_HEADERS), visible=admin),
+            gr.update(value=queue_cfg["overlap"]),
+            gr.update(value=queue_cfg["gold_rate"]),
+        )
+
+
+GOLD_HEADERS = ["annotator", "gold traces", "consistency agrees", "quality: mean error"]
+
+
+def save_queue_settings(overlap: Any, gold_rate: Any, request: gr.Request) -> str:
+    """Admins: how many raters see each trace, and the share of gold traces in each queue."""
+    with user_error():
+        cfg = rating_service.set_queue_settings(annotator(request), overlap, gold_rate)
+        gr.Info("Queue settings saved.")
+        return (
+            f"Each trace goes to **{cfg['overlap'] or 'every'}** rater(s); "
+            f"**{100 * cfg['gold_rate']:.0f}%** of each queue is gold traces."
         )
 
 
@@ -200,6 +224,10 @@ def build() -> tuple[Any, list[Any], list[Any]]:
         kappas = gr.Dataframe(
             label="Pairwise agreement on consistency", interactive=False, elem_id="rm-kappa"
         )
+    gold = gr.Dataframe(
+        label="Agreement with gold traces (oracle labels; admins)", interactive=False, visible=False,
+        elem_id="rm-gold",
+    )  # fmt: skip
     with gr.Row():
         ranking = gr.Dataframe(
             label="Ranking from votes (Bradley–Terry)", interactive=False, elem_id="rm-rank"
@@ -216,13 +244,27 @@ def build() -> tuple[Any, list[Any], list[Any]]:
             export_btn = gr.Button("Export ratings", elem_id="rm-export")
             export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="rm-file")
         with gr.Column(visible=False) as admin_column:
+            with gr.Group():
+                overlap = gr.Number(
+                    label="Raters per trace (overlap; 0 = every rater rates every trace)", precision=0,
+                    minimum=0, maximum=rating_service.MAX_OVERLAP, elem_id="rm-overlap",
+                )  # fmt: skip
+                gold_rate = gr.Slider(
+                    0.0, rating_service.MAX_GOLD_RATE, step=0.05, label="Share of gold traces in each queue",
+                    elem_id="rm-gold-rate",
+                )  # fmt: skip
+                save_queue = gr.Button("Save queue settings", size="sm", elem_id="rm-save-queue")
+                queue_note = gr.Markdown(elem_id="rm-queue-note")
             backup_btn = gr.Button("Back up the whole store (admin)", elem_id="rm-backup")
             backup_file = gr.File(label="Backup", interactive=False, visible=False, elem_id="rm-backup-file")
             train_btn = gr.Button("Train reward model (admin)", variant="primary", elem_id="rm-train")
             metrics = gr.Markdown(elem_id="rm-metrics")
-    outputs = [overview, counts, kappas, ranking, plot]
+    outputs = [overview, counts, kappas, ranking, plot, gold, overlap, gold_rate]
     refresh.click(summary, None, outputs, api_visibility="private")
     export_btn.click(export, [fmt], export_file, api_visibility="private", concurrency_id="export")
+    save_queue.click(
+        save_queue_settings, [overlap, gold_rate], queue_note, api_visibility="private", concurrency_id="db"
+    )
     backup_btn.click(backup, None, backup_file, api_visibility="private", concurrency_id="export")
     train_btn.click(
         train, None, metrics, api_visibility="private", concurrency_id="train", concurrency_limit=1

@@ -14,7 +14,7 @@ from audio_thinker.audio import write_wav
 from audio_thinker.store import STATUSES, BackupError, Store, backup, restore
 from audio_thinker.store.__main__ import main as cli
 
-TABLES = ("annotators", "clips", "items", "generations", "ratings", "votes", "comparisons")
+TABLES = ("annotators", "clips", "items", "generations", "ratings", "votes", "comparisons", "settings")
 
 
 def _clip(tmp_path: Path, freq: float) -> Path:
@@ -48,6 +48,7 @@ def _fill(st: Store, tmp_path: Path, who: str = "ann", freq: float = 440.0) -> N
     st.rate(g2.id, who, status="discarded")
     st.show_comparison(g1.id, g2.id, who)
     st.vote(g1.id, g2.id, "A", who, swapped=True)
+    st.set_setting("overlap", 2)
 
 
 def _rows(db: Path) -> dict[str, list[tuple]]:
@@ -68,7 +69,7 @@ def test_backup_restores_into_an_empty_store_as_the_same_rows_and_clips(tmp_path
         written = backup(a, tmp_path / "backup.zip")
         media = _media(a)
     assert written == {"annotators": 2, "clips": 2, "items": 2, "generations": 4, "ratings": 6, "votes": 1,
-                       "comparisons": 1}  # fmt: skip
+                       "comparisons": 1, "settings": 1}  # fmt: skip
     with Store(f"sqlite:///{b_db}") as b:
         assert restore(b, tmp_path / "backup.zip") == written
         assert _media(b) == media and len(media) == 2
@@ -98,6 +99,7 @@ def test_restore_over_a_store_with_rows_refuses_unless_merging_and_merging_adds_
         added = restore(c, tmp_path / "a.zip", merge=True)
         assert added["annotators"] == 1 and added["items"] == 2 and added["generations"] == 4
         assert added["ratings"] == 6 and added["votes"] == 1 and added["comparisons"] == 1
+        assert added["settings"] == 0  # the store's own setting wins
         merged = _rows(c_db)
         assert restore(c, tmp_path / "a.zip", merge=True) == dict.fromkeys(TABLES, 0)  # again: nothing new
         assert _rows(c_db) == merged

@@ -47,6 +47,12 @@ def agreement_data() -> dict:
     return {"consistency": consistency, "quality": quality}
 
 
+def gold_agreement() -> dict[str, dict[str, Any]]:
+    """Each rater's agreement with the gold traces' labels (``n``, ``consistency``, ``quality_mae``)."""
+    st = store()
+    return db(st.gold_agreement)
+
+
 def vote_comparisons() -> tuple[list[tuple[int, int, float]], list[str]]:
     """Votes as ``(player_a, player_b, score_a)`` over players "model · mode"; ties and both-bad are 0.5."""
     st = store()

@@ -1,8 +1,8 @@
 """Backup and restore: the whole store as one zip file, and a store rebuilt from one.
 
 A backup (``backup(store, out)``) is a zip holding ``store.jsonl`` (a header line, then one line per row:
-``{"table": ..., "row": {...}}`` for annotators, clips, items, generations, ratings, votes and
-comparisons, every column, times as ISO 8601 UTC) and ``media/<hash>.<ext>``, each clip's bytes.
+``{"table": ..., "row": {...}}`` for annotators, clips, items, generations, ratings, votes,
+comparisons and settings, every column, times as ISO 8601 UTC) and ``media/<hash>.<ext>``, each clip's bytes.
 
 ``restore(store, src)`` rebuilds a store from it. Into an empty store (no annotators, clips, items,
 generations, ratings, votes or comparisons) rows keep their ids, so exports and logs that name a
@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from .schema import Annotator, Base, Clip, Comparison, Generation, Item, Rating, Vote
+from .schema import Annotator, Base, Clip, Comparison, Generation, Item, Rating, Setting, Vote
 
 FORMAT = "audio-thinker-store-backup"
 VERSION = 1
@@ -42,6 +42,7 @@ TABLES: list[tuple[str, type[Base]]] = [
     ("ratings", Rating),
     ("votes", Vote),
     ("comparisons", Comparison),
+    ("settings", Setting),
 ]
 """The tables a backup holds, parents before children."""
 _MODELS = dict(TABLES)
@@ -258,6 +259,9 @@ def _merge(session: Session, rows: list[tuple[str, dict[str, Any]]], added: dict
             for key, value in new.items():
                 if key not in ("id", "created_at"):
                     setattr(found, key, value)
+    for v in tables["settings"]:  # the store's own settings win; missing ones are added
+        if session.get(Setting, v["key"]) is None:
+            insert("settings", Setting(**v), None)
     for name, model in (("votes", Vote), ("comparisons", Comparison)):
         for v in tables[name]:
             a, b, who = gen[v["generation_a_id"]], gen[v["generation_b_id"]], ann[v["annotator_id"]]
