@@ -228,11 +228,9 @@ def build() -> tuple[Any, list[Any], list[Any]]:
         label="Agreement with gold traces (oracle labels; admins)", interactive=False, visible=False,
         elem_id="rm-gold",
     )  # fmt: skip
-    with gr.Row():
-        ranking = gr.Dataframe(
-            label="Ranking from votes (Bradley–Terry)", interactive=False, elem_id="rm-rank"
-        )
-        plot = gr.Plot(label="Ranking", show_label=False, elem_id="rm-plot")
+    # the ranking table on a row of its own (beside the plot its last column, the win rate, was cut off)
+    ranking = gr.Dataframe(label="Ranking from votes (Bradley–Terry)", interactive=False, elem_id="rm-rank")
+    plot = gr.Plot(label="Ranking", show_label=False, elem_id="rm-plot")
     refresh = gr.Button("Refresh", size="sm")
     with gr.Row():
         with gr.Column():

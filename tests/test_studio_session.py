@@ -392,8 +392,10 @@ def test_layout_headers_whole_columns_visible_toasts_clear_of_sign_out(server, c
     for g in [g for (g,) in rows_of(st, 2)]:  # cat's ratings; a vote between two modes for the ranking
         st.rate(g, "cat", consistent=True, quality=0.6, comment="fine")
         gen = st.get_generation(g)
-        direct = st.add_generation(gen.item_id, "tiny", "no-think", "<answer>2</answer>")
-        st.vote(g, direct.id, "A", "ann")
+        # the shipped model's real label, as long as the ranking's names get
+        think = st.add_generation(gen.item_id, "tiny-qwen2-audio", "think", gen.raw_text + " ")
+        direct = st.add_generation(gen.item_id, "tiny-qwen2-audio", "no-think", "<answer>2</answer>")
+        st.vote(think.id, direct.id, "A", "ann")
     page = studio_harness.signed_in(browser, server, "cat", USERS["cat"])
     page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("tab", name="Rate").click()
@@ -418,7 +420,7 @@ def test_layout_headers_whole_columns_visible_toasts_clear_of_sign_out(server, c
     page = studio_harness.signed_in(browser, server, "ann", USERS["ann"])
     page.set_viewport_size({"width": 1280, "height": 800})
     page.get_by_role("tab", name="Reward model").click()
-    expect(page.locator("#rm-rank")).to_contain_text("tiny · think")
+    expect(page.locator("#rm-rank")).to_contain_text("tiny-qwen2-audio · think")
     assert page.locator("#rm-rank").evaluate(_BROKEN_WORDS_JS) == []
     assert _right_edge_visible(page, "#rm-rank", "win rate")
     page.context.close()
