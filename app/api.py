@@ -111,8 +111,9 @@ def rate(
 
 
 def export(format: str = "jsonl", request: gr.Request = None) -> gr.FileData:  # type: ignore[assignment]  # noqa: A002
-    """Download the ratings: admins get all of them (``trl``, ``jsonl`` or ``hf`` as a zip), other
-    annotators their own as JSONL."""
+    """Download the ratings: admins get all of them, as ``labels`` (every rating with annotator, status,
+    consistency, quality, flawed step, comment, times) or preference pairs (``trl``, ``jsonl`` or ``hf`` as
+    a zip; the labels when there are no pairs yet), other annotators their own as JSONL."""
     with user_error():
         path = reward_service.export(annotator(request), format)
         return gr.FileData(path=path, orig_name=Path(path).name)
@@ -168,6 +169,13 @@ def check_audio(audio: gr.FileData, request: gr.Request = None) -> dict:  # type
         return {"flags": model_service.audio_check(path)}
 
 
+def backup(request: gr.Request = None) -> str:  # type: ignore[assignment]
+    """Admins: the whole store as one zip (ratings with annotator and labels, votes, items, generations,
+    clips); restore it with ``python -m audio_thinker.store restore --db URL --from F``."""
+    with user_error():
+        return reward_service.backup(annotator(request))
+
+
 def register() -> None:
     """Add the endpoints to the enclosing Blocks."""
     gen = {"concurrency_id": "model", "concurrency_limit": GENERATION_CONCURRENCY}
@@ -176,6 +184,7 @@ def register() -> None:
     gr.api(vote, api_name="vote", **db)
     gr.api(rate, api_name="rate", **db)
     gr.api(export, api_name="export", concurrency_id="export", concurrency_limit=2)
+    gr.api(backup, api_name="backup", concurrency_id="export", concurrency_limit=2)
     gr.api(queue, api_name="queue", **db)
     gr.api(my_ratings, api_name="my_ratings", **db)
     gr.api(get_rating, api_name="get_rating", **db)

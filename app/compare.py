@@ -8,6 +8,7 @@ stored, and the modes are revealed after the vote.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,22 +16,40 @@ from typing import Any
 import gradio as gr
 
 from .services import compare as service
+from .services import spectrogram
 from .services.auth import annotator
 from .services.model import audio_check, audio_warning, model_card_markdown
 from .services.state import DB_CONCURRENCY, GENERATION_CONCURRENCY, UserError
-from .ui import user_error
+from .ui import user_error, warn_instead
 
 STREAM_INTERVAL_S = 0.05
 ASK_LABEL = "Ask both"
 
 
+_TAG_RE = re.compile(r"</?(?:think|answer)>")
+_ANSWER_LABEL_RE = re.compile(r"^\s*(?:\*\*)?answer\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
+
+
 def display_text(raw: str) -> str:
-    """A completion as text: the answer in bold (the reasoning is shown apart, see :func:`_messages`)."""
-    text = raw.replace("<answer>", "\n\n**Answer:** ").replace("</answer>", "")
-    return text.strip() or "…"
+    """A completion's answer as text: "**Answer:**" once, then the answer, without stray ``<think>`` /
+    ``</think>`` / ``<answer>`` tags or the model's own "Answer:" labels (the reasoning is shown apart,
+    see :func:`_messages`)."""
+    start = raw.find("<answer>")
+    body = raw[start + len("<answer>") :] if start >= 0 else raw
+    body = _TAG_RE.sub(" ", body)
+    while True:  # "Answer: Answer: 2" -> "2"
+        stripped = _ANSWER_LABEL_RE.sub("", body, count=1)
+        if stripped == body:
+            break
+        body = stripped
+    body = " ".join(body.split())
+    return f"**Answer:** {body}" if body else "…"
 
 
 OUT_OF_TOKENS = "**No answer: ran out of tokens.** The reasoning used all {n} tokens without closing."
+OUT_OF_TOKENS_DIRECT = (
+    "**No answer: ran out of tokens.** The reply used all {n} tokens without closing its answer."
+)
 
 
 def _messages(question: str, side: service.Side) -> list[dict]:
@@ -43,7 +62,14 @@ def _messages(question: str, side: service.Side) -> list[dict]:
     raw = ans.text
     start = raw.find("<think>")
     if start < 0:
-        msgs.append({"role": "assistant", "content": display_text(raw)})
+        if (
+            side.ran_out_of_tokens
+        ):  # a direct answer cut off at the cap is not an answer: say so, show the rest
+            cut = " ".join(_TAG_RE.sub(" ", raw).split())
+            msgs.append({"role": "assistant", "content": OUT_OF_TOKENS_DIRECT.format(n=side.tokens)
+                         + (f"\n\n<sub>What it wrote before the cap: {cut}</sub>" if cut else "")})  # fmt: skip
+        else:
+            msgs.append({"role": "assistant", "content": display_text(raw)})
         return msgs
     end = raw.find("</think>", start)
     think = raw[start + len("<think>") : end if end >= 0 else None].strip()
@@ -69,9 +95,9 @@ def _stats(side: service.Side, revealed: bool = False, gold: str | None = None) 
     if side.ran_out_of_tokens:
         state = " · **no answer: ran out of tokens**"
     mode = f" · mode **{side.mode}** ({side.answer.output_mode})" if revealed else ""
-    mark = ""
+    mark = " · ⚠ **not one of the choices**" if side.off_choices else ""
     if side.correct is not None:
-        mark = " · ✓ **correct**" if side.correct else f" · ✗ **wrong** (correct: {gold})"
+        mark += " · ✓ **correct**" if side.correct else f" · ✗ **wrong** (correct: {gold})"
     return f"<sub>{side.tokens} tokens · {side.compute_s:.2f} s{first}{state}</sub>{mark}{mode}"
 
 
@@ -117,12 +143,19 @@ def ask(
         )  # fmt: skip
 
 
+VOTE_OUTPUTS = 8
+"""state, both stats, the four vote buttons, the result line."""
+
+
+@warn_instead(VOTE_OUTPUTS)
 def cast_vote(screen_choice: str, state: dict | None, request: gr.Request) -> tuple[Any, ...]:
     """Store the vote for the on-screen choice (converted to the stored A/B) and reveal the modes."""
     with user_error():
         user = annotator(request)
-        if not state or state.get("voted"):
-            raise UserError("Ask a question first; each comparison takes one vote.")
+        if state and state.get("voted"):  # a second click of a double-click: the vote is already saved
+            return tuple(gr.skip() for _ in range(VOTE_OUTPUTS))
+        if not state:
+            raise UserError("Ask a question first, then vote on its two answers.")
         if state.get("cleared"):
             raise UserError("An answer was cleared: ask again to compare and vote.")
         stored = service.screen_vote_to_stored(screen_choice, state["swapped"])
@@ -173,6 +206,12 @@ def check_audio(audio: str | None) -> str:
         return ""
 
 
+def show_spectrogram(audio: str | None) -> Any:
+    """The chosen clip's spectrogram with a time axis (hidden without a clip or when it cannot be read)."""
+    fig = spectrogram.figure(audio)
+    return gr.update(value=fig, visible=fig is not None)
+
+
 def _voter(choice: str):
     def vote_handler(state: dict | None, request: gr.Request) -> tuple[Any, ...]:
         return cast_vote(choice, state, request)
@@ -202,6 +241,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
             audio = gr.Audio(
                 sources=["upload", "microphone"], type="filepath", label="Audio (≤ 30 s)", elem_id="cmp-audio"
             )
+            spectro = gr.Plot(label="Spectrogram (time in seconds)", visible=False, elem_id="cmp-spectrogram")
             audio_flag = gr.Markdown(elem_id="cmp-audio-flag")
             gr.Markdown(PRIVACY_NOTE, elem_id="cmp-privacy")
             question = gr.Textbox(
@@ -231,15 +271,16 @@ def build() -> tuple[list[Any], gr.Markdown]:
     gr.Examples(
         [[path, it["question"], "\n".join(it["choices"])] for path, it in examples],
         inputs=[audio, question, choices],
-        label="synth-aqa examples (one per task, ✓ = the correct answer): click one, then Ask both; "
-        "the answers are then marked correct or wrong",
+        label="synth-aqa examples (one per task): click one, then Ask both; the answers are then marked "
+        "correct or wrong (the correct answer is shown only then, so that it does not sway your vote)",
         examples_per_page=9,
-        example_labels=[f"✓ {it['answer']} · {it['question']}" for _, it in examples],
+        example_labels=[f"{it.get('sub-category', 'example')} · {it['question']}" for _, it in examples],
     )
     buttons = [v_left, v_right, v_tie, v_bad]
     for trigger in (audio.upload, audio.stop_recording):
         trigger(check_audio, audio, audio_flag, api_visibility="private", show_progress="hidden")
     audio.clear(lambda: "", None, audio_flag, api_visibility="private", queue=False)
+    audio.change(show_spectrogram, audio, spectro, api_visibility="private", show_progress="hidden")
     # Ask is disabled from the click until the answers are in (or refused): one click, one comparison
     asked = ask_btn.click(
         lambda: gr.update(interactive=False, value="Answering…"), None, ask_btn, queue=False,
@@ -264,6 +305,7 @@ def build() -> tuple[list[Any], gr.Markdown]:
             api_visibility="private",
             concurrency_id="db",
             concurrency_limit=DB_CONCURRENCY,
+            trigger_mode="once",  # a double-click is one vote
         )
     for chat in (chat_l, chat_r):
         chat.clear(answer_cleared, [state], [state, *buttons, result], api_visibility="private", queue=False)

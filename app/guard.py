@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -90,8 +91,17 @@ class LoginThrottle:
                 self._level(("address", address), self.address, now),
             )
             if any(b.tokens < 1.0 for b in buckets):
+                wait = max(
+                    (1.0 - b.tokens) * policy[1]
+                    for b, policy in zip(buckets, (self.account, self.address), strict=True)
+                    if b.tokens < 1.0
+                )
+                seconds = max(1, math.ceil(wait))
                 raise HTTPException(
-                    status_code=429, detail="Too many sign-in attempts. Wait a minute, then try again."
+                    status_code=429,
+                    detail=f"Too many sign-in attempts: sign-in is paused for this account. Wait {seconds} s, "
+                    "then try again (your password was not checked).",
+                    headers={"Retry-After": str(seconds)},
                 )
             ok = verify()
             if not ok:
@@ -143,7 +153,12 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def file_allowed(scope: dict, requested: str) -> bool:
-    """Whether the requester may fetch ``requested`` (the part of a ``/file=`` URL after ``file=``)."""
+    """Whether the requester may fetch ``requested`` (the part of a ``/file=`` URL after ``file=``).
+
+    Exports go to the user who asked; nothing under the media folder, the old exports folder or ``runs/``
+    is served by path (the Runs tab shows Gradio's cached copies of the plots it returns); with sign-in,
+    a file whose bytes are a stored clip (an upload in Gradio's cache, or the copy a handler returned) is
+    served only to users who may see an item of that clip (shared, or their own upload)."""
     try:
         path = Path(requested).resolve()
     except (OSError, RuntimeError, ValueError):
@@ -153,12 +168,83 @@ def file_allowed(scope: dict, requested: str) -> bool:
         if not settings().auth_required:  # open studio: the random name is the only key
             return True
         return request_user(scope) == owner
-    return not any(_inside(path, root) for root in service.private_roots())
+    if any(_inside(path, root) for root in service.private_roots()):
+        return False
+    return not (settings().auth_required and service.clip_hidden_from(path, request_user(scope)))
 
 
 FILE_ROUTES = ("/file=", "/file/")
 """The parts of Gradio's file-serving URLs after which the file's path follows (``/gradio_api/file=<path>``
 and the older ``/gradio_api/file/<path>``)."""
+
+
+LOGIN_JS = """<script>
+(() => {  // Gradio's sign-in form shows "Incorrect Credentials" for a 400 and nothing for a 429: say why
+  if (window.__atLogin) return;
+  window.__atLogin = true;
+  const say = (text) => {
+    let note = document.getElementById("at-login-throttled");
+    for (const p of document.querySelectorAll("p.creds")) p.style.display = text ? "none" : "";
+    if (!text) { if (note) note.remove(); return; }
+    if (!note) {
+      const login = [...document.querySelectorAll("button")].find((b) => b.textContent.trim() === "Login");
+      const anchor = document.querySelector("p.creds") || login;
+      if (!anchor) return;
+      note = document.createElement("p");
+      note.id = "at-login-throttled";
+      note.setAttribute("role", "alert");
+      note.style.cssText = "color: var(--error-text-color, #b91c1c); font-weight: 600; margin: 8px 0;";
+      anchor.parentElement.insertBefore(note, anchor);
+    }
+    note.textContent = text;
+  };
+  const fetch0 = window.fetch.bind(window);
+  window.fetch = async (input, init) => {
+    const res = await fetch0(input, init);
+    const url = String(typeof input === "string" ? input : (input && input.url) || "").split("?")[0];
+    if (/\\/login\\/?$/.test(url) && init && String(init.method).toUpperCase() === "POST") {
+      if (res.status === 429) {
+        let text = "Too many sign-in attempts: wait a little, then try again.";
+        try { const body = await res.clone().json(); if (body && body.detail) text = String(body.detail); } catch (e) {}
+        say(text);
+      } else {
+        say("");
+      }
+    }
+    return res;
+  };
+})();
+</script>"""
+"""Injected into the page's HTML at ``/`` (the sign-in page has no ``head`` of the studio's own): a refused
+(throttled) sign-in says so and how long to wait, instead of leaving "Incorrect Credentials" on screen."""
+
+
+async def _with_login_script(app: Any, scope: dict, receive: Any, send: Any) -> None:
+    """Run ``app`` and add :data:`LOGIN_JS` before ``</head>`` of an uncompressed HTML answer."""
+    start: dict | None = None
+    chunks: list[bytes] = []
+
+    async def capture(message: dict) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        headers = dict((k.lower(), v) for k, v in start.get("headers", []))
+        if b"text/html" in headers.get(b"content-type", b"") and b"content-encoding" not in headers:
+            body = body.replace(b"</head>", LOGIN_JS.encode() + b"</head>", 1)
+        out = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        out.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    await app(scope, receive, capture)
 
 
 class StudioGuard:
@@ -180,6 +266,10 @@ class StudioGuard:
                     if marker in path and not file_allowed(scope, path.split(marker, 1)[1]):
                         await PlainTextResponse("Not found.", status_code=404)(scope, receive, send)
                         return
+                root = scope.get("root_path", "").rstrip("/")
+                if scope.get("method") == "GET" and path.rstrip("/") == root:
+                    await _with_login_script(self.app, scope, receive, send)
+                    return
             await self.app(scope, receive, send)
         finally:
             client_address.reset(token)

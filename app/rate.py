@@ -18,11 +18,11 @@ import gradio as gr
 
 from audio_thinker.rewards import QUALITY_GRID
 
-from .services import importing
+from .services import importing, spectrogram
 from .services import rating as service
 from .services.auth import annotator, is_admin
 from .services.state import DB_CONCURRENCY, UserError
-from .ui import progress_bar, user_error
+from .ui import progress_bar, user_error, warn_instead
 
 GUIDELINES = Path(__file__).resolve().parent.parent / "annotations" / "guidelines.md"
 QUALITY_CHOICES = [f"{q:.1f}" for q in QUALITY_GRID]  # the R_t grid
@@ -67,9 +67,26 @@ def _header(t: service.Trace) -> str:
     )
 
 
+def _with_times(text: str, playable: bool) -> str:
+    """``text`` escaped, each time it names ("0.6 s") a link that plays the clip from there."""
+    if not playable:
+        return html.escape(text)
+    out, pos = [], 0
+    for start, end, seconds in spectrogram.named_times(text):
+        out.append(html.escape(text[pos:start]))
+        out.append(
+            f"<a href='#' class='at-time' data-t='{seconds:g}' title='Play the clip from {seconds:g} s'>"
+            f"{html.escape(text[start:end])} ▶</a>"
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
 def _reasoning(t: service.Trace) -> str:
+    playable = bool(t.audio_path)
     numbered = " ".join(
-        f"<span class='at-sent'><sup>{k + 1}</sup>{html.escape(t.think[s:e])}</span>"
+        f"<span class='at-sent'><sup>{k + 1}</sup>{_with_times(t.think[s:e], playable)}</span>"
         for k, (s, e) in enumerate(t.sentences)
     )
     answer = html.escape(t.answer) if t.answer else "<em>(no answer)</em>"
@@ -94,28 +111,36 @@ def _progress(user: str) -> str:
     return progress_bar(p["submitted"] + p["discarded"], total, label)
 
 
-OUTPUTS = 13
+OUTPUTS = 18
 """state, shown_at, progress, header, audio, reasoning, flawed, consistent, quality, comment, then the undo
-state, the undo button and the "My ratings" table."""
-MINE_HEADERS = ["trace", "status", "consistent", "quality", "question", "updated (UTC)"]
+state, the undo button, the "My ratings" table and the submit, draft, skip and discard buttons (off while
+the queue is empty), and the clip's spectrogram."""
+MINE_HEADERS = ["trace", "status", "rating", "question", "updated (UTC)"]
+MINE_WIDTHS = ["12%", "17%", "13%", "32%", "26%"]
 
 
 def _mine(user: str) -> dict:
-    """The "My ratings" table: every rating of ``user``'s, most recently changed first."""
-    data = [
-        [f"#{r['generation_id']}", r["status"], {True: "yes", False: "no"}.get(r["consistent"], ""),
-         "" if r["quality"] is None else f"{r['quality']:.1f}",
-         r["question"] if len(r["question"]) <= 80 else r["question"][:77] + "…",
-         (r["updated_at"] or "")[:16].replace("T", " ")]
-        for r in service.my_rating_list(user)
-    ]  # fmt: skip
-    return {"headers": MINE_HEADERS, "data": data or [["", "", "", "", "nothing rated yet", ""]]}
+    """The "My ratings" table: every rating of ``user``'s, most recently changed first; "rating" is
+    consistent (yes / no) and quality, e.g. "yes 0.8"."""
+    data = []
+    for r in service.my_rating_list(user):
+        consistent = {True: "yes", False: "no"}.get(r["consistent"], "")
+        quality = "" if r["quality"] is None else f"{r['quality']:.1f}"
+        question = r["question"] if len(r["question"]) <= 80 else r["question"][:77] + "…"
+        updated = (r["updated_at"] or "")[:16].replace("T", " ")
+        data.append(
+            [f"#{r['generation_id']}", r["status"], f"{consistent} {quality}".strip(), question, updated]
+        )
+    return {"headers": MINE_HEADERS, "data": data or [["", "", "", "nothing rated yet", ""]]}
 
 
 def _show(user: str, t: service.Trace | None, undo: dict | None = None) -> tuple[Any, ...]:
     """Everything the tab shows for trace ``t`` (None: the queue is empty); ``undo`` is the skip or
     discard that the Undo button would take back."""
-    extra = (undo, gr.update(visible=undo is not None), _mine(user))
+    live = gr.update(interactive=t is not None)
+    fig = spectrogram.figure(t.audio_path) if t is not None else None
+    extra = (undo, gr.update(visible=undo is not None), _mine(user), live, live, live, live,
+             gr.update(value=fig, visible=fig is not None))  # fmt: skip
     problem = service.judge_problem()  # a broken reward model: the queue is oldest first, and people are told
     if problem:
         gr.Warning(problem)
@@ -138,7 +163,8 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
             "</div>",
             gr.update(value=None, visible=False), "",
             gr.update(choices=[(("— no flawed step —"), NO_FLAW)], value=None, visible=False),
-            None, None, "",
+            gr.update(value=None, interactive=False), gr.update(value=None, interactive=False),
+            gr.update(value="", interactive=False),
         )  # fmt: skip
     d = t.draft or {}
     consistent = None if d.get("consistent") is None else ("yes" if d["consistent"] else "no")
@@ -148,7 +174,8 @@ def _trace_view(user: str, t: service.Trace | None) -> tuple[Any, ...]:
         t.generation_id, time.time(), _progress(user), _header(t), gr.update(value=t.audio_path, visible=True),
         _reasoning(t),
         gr.update(choices=_flaw_choices(t), value=_span_value(tuple(span)) if span else None, visible=True),
-        consistent, quality, d.get("comment") or "",
+        gr.update(value=consistent, interactive=True), gr.update(value=quality, interactive=True),
+        gr.update(value=d.get("comment") or "", interactive=True),
     )  # fmt: skip
 
 
@@ -161,6 +188,7 @@ def _lead_time(shown_at: float | None) -> float | None:
     return seconds if 0 <= seconds <= service.MAX_LEAD_TIME_S else None
 
 
+@warn_instead(OUTPUTS)
 def load(request: gr.Request) -> tuple[Any, ...]:
     """Show the first trace of the signed-in user's queue."""
     with user_error():
@@ -168,6 +196,7 @@ def load(request: gr.Request) -> tuple[Any, ...]:
         return _show(user, service.next_trace(user))
 
 
+@warn_instead(OUTPUTS)
 def act(
     action: str,
     gen_id: int | None,
@@ -182,7 +211,7 @@ def act(
     with user_error():
         user = annotator(request)
         if gen_id is None:
-            raise UserError("There is no trace to rate. Import some or ask in Ask & compare.")
+            raise UserError("Your queue is empty: there is no trace to rate. Ask in Ask & compare.")
         status = {"submit": "submitted", "draft": "draft", "skip": "skipped", "discard": "discarded"}[action]
         before = service.own_rating(user, gen_id) if action in ("skip", "discard") else None
         service.rate(
@@ -204,6 +233,7 @@ def act(
         return _show(user, service.next_trace(user, after=gen_id), undo)
 
 
+@warn_instead(OUTPUTS)
 def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
     """Take back the last skip or discard: the rating is put back as it was and that trace is shown."""
     with user_error():
@@ -215,6 +245,7 @@ def undo_last(undo: dict | None, request: gr.Request) -> tuple[Any, ...]:
         return _show(user, service.trace(user, undo["generation_id"]))
 
 
+@warn_instead(OUTPUTS)
 def reopen(evt: gr.SelectData, request: gr.Request) -> tuple[Any, ...]:
     """Open a trace from "My ratings" (a click on its row) with your rating, to change it."""
     with user_error():
@@ -277,6 +308,8 @@ def build() -> tuple[Any, Any, list[Any]]:
             progress_html = gr.HTML(elem_id="rate-progress")
             header = gr.HTML(elem_id="rate-header")
             audio = gr.Audio(type="filepath", interactive=False, label="Clip", elem_id="rate-audio")
+            spectro = gr.Plot(label="Spectrogram (time in seconds; a time in the reasoning plays the clip from "
+                              "there)", visible=False, elem_id="rate-spectrogram")  # fmt: skip
             reasoning = gr.HTML(elem_id="rate-reasoning")
             flawed = gr.Radio(
                 [("— no flawed step —", NO_FLAW)],
@@ -314,6 +347,7 @@ def build() -> tuple[Any, Any, list[Any]]:
                             "change your rating.</sub>")  # fmt: skip
                 mine = gr.Dataframe(
                     headers=MINE_HEADERS,
+                    column_widths=MINE_WIDTHS,
                     interactive=False,
                     wrap=True,
                     max_height=300,
@@ -347,7 +381,13 @@ def build() -> tuple[Any, Any, list[Any]]:
         undo_state,
         undo_btn,
         mine,
+        submit,
+        draft,
+        skip,
+        discard,
+        spectro,
     ]
+    assert len(outputs) == OUTPUTS
     inputs = [gen_state, shown_state, flawed, consistent, quality, comment]
     for btn, action in ((submit, "submit"), (draft, "draft"), (skip, "skip"), (discard, "discard")):
         btn.click(

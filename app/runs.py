@@ -156,7 +156,9 @@ def build() -> tuple[Any, list[Any], Any]:
         acc_plot = gr.Plot(label="Accuracy by difficulty", show_label=False, elem_id="runs-acc")
         nt_plot = gr.Plot(label="No-think rate by difficulty", show_label=False, elem_id="runs-nothink")
     table = gr.Markdown(elem_id="runs-ablation")
-    gallery = gr.Gallery(label="Report plots", columns=4, height=260, elem_id="runs-gallery")
+    gallery = gr.Gallery(
+        label="Report plots", columns=4, height=260, object_fit="contain", elem_id="runs-gallery"
+    )  # whole plots, not cropped
     samples = gr.Dataframe(label="Sample completions (latest)", interactive=False, wrap=True, max_height=400,
                            elem_id="runs-samples")  # fmt: skip
     outputs = [head, reward_plot, acc_plot, nt_plot, table, gallery, samples]

@@ -92,6 +92,29 @@ KEYBOARD_JS = """
     ev.returnValue = "";  // the browser asks: your rating is not saved
     return "";
   });
+  // a time named in the reasoning ("0.6 s ▶") plays the clip from there: the player's own media element
+  const mediaIn = (root) => {
+    const found = [];
+    const walk = (n) => {
+      if (!n) return;
+      if (n.tagName === "AUDIO") found.push(n);
+      if (n.shadowRoot) walk(n.shadowRoot);
+      for (const c of n.children || []) walk(c);
+    };
+    walk(root);
+    return found;
+  };
+  document.addEventListener("click", (ev) => {
+    const link = ev.target && ev.target.closest && ev.target.closest(".at-time");
+    if (!link) return;
+    ev.preventDefault();
+    const players = mediaIn(document.getElementById("rate-audio")).filter((m) => m.currentSrc || m.src);
+    const media = players.find((m) => !m.classList.contains("hidden")) || players[0];
+    if (!media) return;
+    media.currentTime = parseFloat(link.dataset.t) || 0;
+    const p = media.play();
+    if (p && p.catch) p.catch(() => {});
+  }, true);
   const pick = (id, value) => {
     const root = document.getElementById(id);
     if (!root) return false;
@@ -152,8 +175,16 @@ CSS = """
 .at-reasoning .at-label { font-size: 0.8em; text-transform: uppercase; opacity: 0.6; margin-top: 6px; }
 .at-reasoning .at-sent sup { opacity: 0.55; margin: 0 2px 0 6px; }
 .at-reasoning .at-answer { font-weight: 600; }
+.at-reasoning a.at-time { text-decoration: underline dotted; cursor: pointer; white-space: nowrap; }
 #rate-quality .wrap { gap: 4px; }
 .at-empty-state { border: 1px dashed var(--border-color-primary); border-radius: 8px; padding: 12px 14px; }
+/* table headers break between words, never inside one (My ratings, the agreement and ranking tables) */
+#rate-mine-table th, #rate-mine-table th *, #rm-rank th, #rm-rank th *, #rm-counts th, #rm-counts th *,
+#rm-kappa th, #rm-kappa th * { word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
+#rate-mine-table th, #rm-rank th, #rm-counts th, #rm-kappa th { min-width: max-content; }
+/* toasts at the bottom right, clear of the header's Sign out button */
+.toast-wrap { top: auto !important; bottom: var(--size-4) !important; }
 """
 
 

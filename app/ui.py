@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import gradio as gr
 
@@ -14,9 +17,17 @@ from .services.state import StoreUnavailable, UserError
 log = logging.getLogger("audio_thinker.studio")
 
 
+_URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_passwords(message: str) -> str:
+    """``message`` with the password of any URL in it (``scheme://user:password@host``) shown as ``***``."""
+    return _URL_PASSWORD_RE.sub(r"\1***@", message)
+
+
 def _one_line(message: str) -> str:
-    """A message for people: one line, without server paths (``app.services.auth.scrub``)."""
-    return " ".join(scrub(message).split())[:500]
+    """A message for people: one line, without server paths (``app.services.auth.scrub``) or passwords."""
+    return " ".join(scrub(mask_passwords(message)).split())[:500]
 
 
 @contextmanager
@@ -45,6 +56,28 @@ def user_error() -> Iterator[None]:
             "Something went wrong on the server; nothing was changed. Please try again.",
             print_exception=False,
         ) from None
+
+
+def warn_instead(n_outputs: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """For handlers of a panel that must stay usable: a refused request (a slip such as a missing choice,
+    the database away, anything unexpected) shows a one-line warning toast and leaves all ``n_outputs``
+    outputs as they were (``gr.skip()``), instead of raising ``gr.Error``, which Gradio 6 also paints as a
+    red "Error" box over every output component until each is closed."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with user_error():
+                    return fn(*args, **kwargs)
+            except gr.Error as err:
+                gr.Warning(str(err.message), title=err.title or "Please check")
+                skipped = tuple(gr.skip() for _ in range(n_outputs))
+                return skipped[0] if n_outputs == 1 else skipped
+
+        return handler
+
+    return wrap
 
 
 def progress_bar(done: int, total: int, label: str) -> str:

@@ -38,7 +38,7 @@ from audio_thinker.store import (
     snap_quality,
 )
 
-HEAD = "0004"
+HEAD = "0005"
 """The newest migration."""
 THINK = "<think>Beep 1 at 0.2 s: low. That is 1 beep. So the answer is 1.</think><answer>1</answer>"
 

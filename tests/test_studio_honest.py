@@ -312,14 +312,14 @@ def test_examples_answers_are_marked_correct_or_wrong_over_the_api(studio):
 
 
 @needs_chromium
-def test_examples_show_their_answer_and_a_think_answer_shows_its_reasoning_open(studio, browser):
+def test_examples_hide_their_answer_until_asked_and_a_think_answer_shows_its_reasoning_open(studio, browser):
     from playwright.sync_api import expect
 
     url, db_file = studio
     page = signed_in(browser, url, "bea")
     _, it = count_example()
     example = page.get_by_text(it["question"]).first
-    expect(example).to_contain_text(f"✓ {it['answer']} · ")  # the correct-answer mark on the example
+    expect(example).not_to_contain_text(f"✓ {it['answer']}")  # not shown before asking (issue 24)
     example.click()
     expect(page.locator("#cmp-question textarea")).to_have_value(it["question"])
     page.locator("#cmp-ask").click()

@@ -78,12 +78,62 @@ EXPORT_TTL_S = float(os.environ.get("AUDIO_THINKER_EXPORT_TTL_S", "600"))
 
 
 def private_roots() -> list[Path]:
-    """Folders whose files are never served by path: the store's media and the (former) exports folder."""
-    roots = [settings().exports_dir.resolve()]
+    """Folders whose files are never served by path: the store's media, the (former) exports folder and
+    ``runs/`` (checkpoints, completions: the Runs tab hands out cached copies of its plots only)."""
+    roots = [settings().exports_dir.resolve(), settings().runs_root.resolve()]
     with STATE.lock:
         if STATE.store is not None:
             roots.append(Path(STATE.store.media_dir).resolve())
     return roots
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES_LOCK = threading.Lock()
+MAX_CLIP_CHECK_BYTES = 64 * 1024 * 1024
+"""Files larger than this cannot be stored clips (uploads are refused over 50 MB): not hashed."""
+
+
+def _sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (remembered per path, size and modification time); None if unreadable."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_file() or st.st_size > MAX_CLIP_CHECK_BYTES:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _HASHES_LOCK:
+        if key in _HASHES:
+            return _HASHES[key]
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    with _HASHES_LOCK:
+        if len(_HASHES) > 10_000:
+            _HASHES.clear()
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def clip_hidden_from(path: Path, user: str | None) -> bool:
+    """Whether the file at ``path`` holds a stored clip that ``user`` may not hear (it belongs only to
+    others' private uploads): Gradio keeps an upload, and the copy of every clip a handler returned, in its
+    cache under a URL that whoever learns it could fetch."""
+    with STATE.lock:
+        st = STATE.store
+    if st is None:
+        return False
+    digest = _sha256(path)
+    if digest is None:
+        return False
+    try:
+        return st.clip_visibility(digest, user) is False
+    except Exception:  # noqa: BLE001 - the store away: refuse rather than serve a clip that may be private
+        return True
 
 
 def private_file_owner(name: str) -> str | None:

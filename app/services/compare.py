@@ -47,6 +47,7 @@ class Side:
     generation_id: int | None = None
     max_tokens: int | None = None  # the model's token cap
     correct: bool | None = None  # against a built-in example's gold answer (None: no gold known)
+    off_choices: bool = False  # finished with an answer that is none of the choices given
 
     @property
     def ran_out_of_tokens(self) -> bool:
@@ -159,6 +160,10 @@ def compare_stream(
             side.compute_s += seconds
             if ans is None:
                 side.done = True
+                given = side.answer.answer if side.answer else None
+                side.off_choices = bool(choice_list and given and not any(
+                    match_choice(given, c, choice_list) for c in choice_list
+                ))  # fmt: skip
                 if comp.gold is not None:
                     side.correct = match_choice(side.answer.answer if side.answer else None, comp.gold,
                                                 choice_list or [])  # fmt: skip

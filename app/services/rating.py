@@ -13,7 +13,7 @@ from audio_thinker.store import MAX_COMMENT_CHARS as MAX_COMMENT_CHARS  # the co
 from audio_thinker.store import MAX_LEAD_TIME_S as MAX_LEAD_TIME_S  # the longest rating time stored
 from audio_thinker.store import STATUSES, AccessDeniedError, Generation, NotFoundError, Rating
 
-from .auth import scrub
+from .auth import require_admin, scrub
 from .model import model_label
 from .state import STATE, UserError, db, settings, store
 
@@ -156,14 +156,59 @@ def _uncertainty_order(gens: list[Generation]) -> list[Generation]:
     return sorted(gens, key=lambda g: abs(scores[g.id] - 0.5))  # stable: ties stay oldest first
 
 
+MAX_OVERLAP = 50
+MAX_GOLD_RATE = 0.5
+
+
+def queue_settings() -> dict[str, Any]:
+    """The admins' queue settings: ``overlap`` (how many people rate each trace; 0: everyone rates every
+    trace) and ``gold_rate`` (the share of gold traces mixed into each queue; 0: none mixed in)."""
+    st = store()
+    return {
+        "overlap": int(db(lambda: st.get_setting("overlap", 0)) or 0),
+        "gold_rate": float(db(lambda: st.get_setting("gold_rate", 0.0)) or 0.0),
+    }
+
+
+def set_queue_settings(user: str, overlap: Any, gold_rate: Any) -> dict[str, Any]:
+    """Admins: set :func:`queue_settings` (``overlap`` 0–50, ``gold_rate`` 0–0.5)."""
+    require_admin(user, "change the queue settings")
+    try:
+        n, rate = int(overlap or 0), float(gold_rate or 0.0)
+    except (TypeError, ValueError):
+        raise UserError("Raters per trace must be a whole number and the gold rate a number.") from None
+    if not 0 <= n <= MAX_OVERLAP or not 0.0 <= rate <= MAX_GOLD_RATE:
+        raise UserError(f"Raters per trace must be 0–{MAX_OVERLAP} and the gold rate 0–{MAX_GOLD_RATE}.")
+    st = store()
+    db(lambda: st.set_setting("overlap", n))
+    db(lambda: st.set_setting("gold_rate", rate))
+    return queue_settings()
+
+
 def queue(user: str, limit: int = 20) -> list[Generation]:
     """``user``'s rating queue: unrated traces (most uncertain first when a reward model exists, else
-    oldest first), then the traces they skipped (least recently skipped first)."""
+    oldest first), then the traces they skipped (least recently skipped first).
+
+    With an ``overlap`` setting, traces that many other people submitted leave the queue; with a
+    ``gold_rate``, a gold trace (one the oracle labelled) comes first whenever the user's share of gold
+    among what they submitted would fall below the rate, and gold traces do not come otherwise."""
     st = store()
+    cfg = queue_settings()
+    overlap = cfg["overlap"] or None
+    gold_first: list[Generation] = []
+    only = None
+    if cfg["gold_rate"] > 0:
+        only = False
+        gold, total = db(lambda: st.gold_counts(user))
+        if gold < cfg["gold_rate"] * (total + 1):
+            gold_first = db(lambda: st.rating_queue(user, 1, gold=True))
     if learned_judge() is not None:
-        fresh = _uncertainty_order(db(lambda: st.rating_queue(user, max(limit, UNCERTAINTY_POOL))))[:limit]
+        fresh = _uncertainty_order(
+            db(lambda: st.rating_queue(user, max(limit, UNCERTAINTY_POOL), overlap=overlap, gold=only))
+        )[:limit]
     else:
-        fresh = db(lambda: st.rating_queue(user, limit))
+        fresh = db(lambda: st.rating_queue(user, limit, overlap=overlap, gold=only))
+    fresh = (gold_first + fresh)[:limit]
     if len(fresh) >= limit:
         return fresh
     return fresh + db(lambda: st.skipped_queue(user, limit - len(fresh)))
@@ -305,5 +350,6 @@ def progress(user: str) -> dict:
     """``user``'s personal progress: submitted, drafts, skipped, discarded and still to do."""
     st = store()
     by_status = db(lambda: st.rating_status_counts(user))
-    todo = db(lambda: st.rating_queue_size(user))
+    overlap = queue_settings()["overlap"] or None
+    todo = db(lambda: st.rating_queue_size(user, overlap=overlap))
     return {**{status: by_status.get(status, 0) for status in STATUSES}, "todo": int(todo or 0)}

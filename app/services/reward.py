@@ -9,11 +9,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from audio_thinker.store import EXPORT_FORMATS as EXPORT_FORMATS  # the export choices
+from audio_thinker.store import EXPORT_FORMATS as PAIR_FORMATS  # the reward model's pair formats
+from audio_thinker.store import STATUSES
 
 from .auth import is_admin, register_private, require_admin, scrub
 from .rating import my_ratings
 from .state import STATE, UserError, db, settings, store
+
+LABELS = "labels"
+EXPORT_FORMATS = (LABELS, *PAIR_FORMATS)
+"""The studio's export choices: ``labels`` (every rating with its human labels, one JSON line each) and
+the reward model's preference-pair formats ``trl`` / ``jsonl`` / ``hf``."""
 
 
 def counts() -> dict:
@@ -39,6 +45,12 @@ def agreement_data() -> dict:
         if r.quality is not None:
             quality.setdefault(r.generation_id, []).append(float(r.quality))
     return {"consistency": consistency, "quality": quality}
+
+
+def gold_agreement() -> dict[str, dict[str, Any]]:
+    """Each rater's agreement with the gold traces' labels (``n``, ``consistency``, ``quality_mae``)."""
+    st = store()
+    return db(st.gold_agreement)
 
 
 def vote_comparisons() -> tuple[list[tuple[int, int, float]], list[str]]:
@@ -69,10 +81,44 @@ def _reward_model() -> Any:
     return reward_model
 
 
+def label_rows() -> list[dict]:
+    """Every rating in the store with its human labels and what was rated: annotator, status, source,
+    consistent, quality, the flawed step (span and sentence), comment, lead time, times, and the trace
+    (generation, model, mode, think, answer, run, step) and its item (question, choices, gold, clip)."""
+    st = store()
+    out = []
+    for r in db(lambda: list(st.ratings(statuses=STATUSES))):
+        span = list(r.flawed_span) if r.flawed_span else None
+        out.append({
+            "annotator": r.annotator, "status": r.status, "source": r.source, "consistent": r.consistent,
+            "quality": r.quality, "flawed_span": span,
+            "flawed_step": (r.think or "")[span[0] : span[1]] if span else None, "comment": r.comment,
+            "lead_time_s": r.lead_time_s, "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+            "rating_id": r.rating_id, "generation_id": r.generation_id, "model": r.model, "mode": r.mode,
+            "think": r.think, "answer": r.answer, "run": r.run, "step": r.step, "item_id": r.item_id,
+            "question": r.question, "choices": r.choices, "gold": r.gold, "item_source": r.item_source,
+            "clip_hash": r.clip_hash,
+        })  # fmt: skip
+    return out
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
 def export(user: str, fmt: str) -> str:
-    """An export file for ``user`` alone: admins get the preference data of every rating and vote
-    (``trl`` / ``jsonl`` / ``hf`` as a zip, by ``audio_thinker.reward_model.export``); other annotators get
-    their own ratings as JSONL.
+    """:func:`export_with_note` without the note."""
+    return export_with_note(user, fmt)[0]
+
+
+def export_with_note(user: str, fmt: str) -> tuple[str, str | None]:
+    """An export file for ``user`` alone, and a note for people (or None): admins get ``labels`` (every
+    rating with annotator, status, consistency, quality, flawed step, comment and times, as JSONL) or the
+    preference pairs of every rating and vote (``trl`` / ``jsonl`` / ``hf`` as a zip, by
+    ``audio_thinker.reward_model.export``; when there are no pairs yet, the labels instead, said in the
+    note); other annotators get their own ratings as JSONL.
 
     Written to a new private temporary folder under a name with a random part, registered as ``user``'s
     (the studio's HTTP guard serves it, and Gradio's copy of it, to nobody else) and deleted after
@@ -85,27 +131,59 @@ def export(user: str, fmt: str) -> str:
     out_dir = Path(tempfile.mkdtemp(prefix="audio-thinker-export-"))  # mode 0700
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # noqa: UP017
     tag = f"{stamp}-{os.urandom(8).hex()}"
+    note = None
     try:
         if not is_admin(user):
             path = out_dir / f"my-ratings-{tag}.jsonl"
-            rows = my_ratings(user)
-            with path.open("w") as fh:
-                for r in rows:
-                    fh.write(json.dumps(r) + "\n")
+            _write_jsonl(path, my_ratings(user))
+        elif fmt == LABELS:
+            path = out_dir / f"labels-{tag}.jsonl"
+            _write_jsonl(path, label_rows())
         else:
             rm = _reward_model()
             target = out_dir / (f"ratings-hf-{tag}" if fmt == "hf" else f"ratings-{fmt}-{tag}.jsonl")
             st = store()
             try:
                 db(lambda: rm.export(st, str(target), fmt))
-            except rm.RewardModelError as err:
-                raise UserError(f"Nothing exported: {scrub(str(err))}.") from err
+            except rm.RewardModelError as err:  # no pairs yet: the human labels are still worth keeping
+                rows = label_rows()
+                if not rows:
+                    raise UserError(f"Nothing exported: {scrub(str(err))}.") from err
+                target = out_dir / f"labels-{tag}.jsonl"
+                _write_jsonl(target, rows)
+                note = (
+                    f"No preference pairs yet ({scrub(str(err)).split(':')[0]}), so the {len(rows)} ratings "
+                    "with their labels were exported instead (format labels)."
+                )
             if target.is_dir():
                 archive = shutil.make_archive(str(target), "zip", root_dir=target)
                 shutil.rmtree(target, ignore_errors=True)
                 path = Path(archive)
             else:
                 path = target
+    except BaseException:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    register_private(path.name, user, out_dir)
+    return str(path), note
+
+
+def backup(user: str) -> str:
+    """Admins: the whole store (every rating with its annotator and labels, votes, comparisons, items,
+    generations and the clips' bytes) as one zip (``audio_thinker.store.backup``), delivered like an
+    export: to ``user`` alone, from a private temporary folder deleted after :data:`EXPORT_TTL_S` seconds.
+    ``python -m audio_thinker.store restore --db URL --from F`` rebuilds a store from it."""
+    import tempfile
+
+    from audio_thinker.store import backup as write_backup
+
+    require_admin(user, "back up the whole store")
+    out_dir = Path(tempfile.mkdtemp(prefix="audio-thinker-backup-"))  # mode 0700
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")  # noqa: UP017
+    path = out_dir / f"store-backup-{stamp}-{os.urandom(8).hex()}.zip"
+    st = store()
+    try:
+        db(lambda: write_backup(st, path))
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,7 +189,8 @@ def db_label() -> str:
 
 
 def _db_message(err: Exception) -> str:
-    reason = str(getattr(err, "orig", None) or err).splitlines()[0][:200]
+    text = str(getattr(err, "orig", None) or err).strip()
+    reason = re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text.splitlines()[0] if text else "")[:200]
     return f"The ratings database is unavailable ({reason}). Nothing was saved; please try again."
 
 

@@ -104,7 +104,7 @@ def export(
         rows = [p.trl_row() for p in replicate(pairs)] if fmt == "trl" else pair_rows(pairs)
     if not rows:
         raise RewardModelError(
-            f"nothing to export from {store.url}: {len(traces)} rated think traces"
+            f"nothing to export from {store.display_url}: {len(traces)} rated think traces"
             + ("" if not traces else " but no pairs (no two traces of an item differ in quality, no votes)")
         )
     path = Path(out)

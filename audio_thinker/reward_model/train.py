@@ -253,7 +253,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     if not traces:
         where = f" from source(s) {', '.join(cfg.sources)}" if cfg.sources else ""
         raise RewardModelError(
-            f"no submitted ratings of think traces{where} in {store.url}; run bootstrap first"
+            f"no submitted ratings of think traces{where} in {store.display_url}: rate some traces in the "
+            "studio first, or seed the store with python -m audio_thinker.reward_model bootstrap"
         )
     eval_items = split_items(
         [t.item_id for t in traces] + [p.item_id for p in votes], cfg.eval_frac, cfg.seed
@@ -266,7 +267,8 @@ def train(store: Any, cfg: TrainConfig) -> dict[str, Any]:
     if not train_pairs:
         raise RewardModelError(
             f"no preference pairs to train on: {len(traces)} rated traces but no two for the same item differ in "
-            f"quality by >= {cfg.min_gap} (and no votes); rate more traces per item"
+            f"quality by >= {cfg.min_gap}, and {len(votes)} votes that prefer one answer (ties and both-bad "
+            f"give no pair), none on a training item; rate more traces per item or vote between answers"
         )
     if len({t.consistent for t in train_traces}) < 2:
         raise RewardModelError(

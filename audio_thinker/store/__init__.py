@@ -4,7 +4,7 @@ This package's ``__init__`` is its public API; the modules are :mod:`.schema` (f
 :mod:`.engine` (engines, migrations), :mod:`.validation`, :mod:`.core`, :mod:`.ratings`, :mod:`.votes` and
 :mod:`.store` (the :class:`Store` class).
 
-Schema (alembic head ``0004``; ``audio_thinker/migrations/``)::
+Schema (alembic head ``0005``; ``audio_thinker/migrations/``)::
 
     clips        hash (SHA-256 hex of the file bytes, primary key), ext, original_name, duration_s,
                  sample_rate, channels, size_bytes, created_at
@@ -16,6 +16,7 @@ Schema (alembic head ``0004``; ``audio_thinker/migrations/``)::
     generations  id, item_id -> items, model, mode (think | no-think | adaptive: the prompt), raw_text,
                  think, answer (parsed), completion_tokens, latency_s, run, step, created_at
     annotators   id, name (unique), created_at
+    settings     key, value (JSON text), updated_at: studio settings chosen by admins (0005)
     ratings      id, generation_id -> generations, annotator_id -> annotators, consistent (nullable while
                  draft), quality (0..1 in steps of 0.1), flawed_start, flawed_end, comment, lead_time_s,
                  status (draft | submitted | discarded | skipped), source (human | oracle | judge),
@@ -50,6 +51,7 @@ upgrades the database to the newest migration, keeping its rows.
 from sqlalchemy.exc import DBAPIError as DatabaseError
 from sqlalchemy.exc import SQLAlchemyError as StoreError
 
+from .backup import BackupError, backup, restore
 from .engine import (
     DB_ENV,
     DEFAULT_URL,
@@ -95,6 +97,7 @@ from .schema import (
     NotFoundError,
     Rating,
     RatingRecord,
+    Setting,
     UTCDateTime,
     Vote,
     VoteRecord,
@@ -131,6 +134,7 @@ __all__ = [
     "VOTE_CHOICES",
     "AccessDeniedError",
     "Annotator",
+    "BackupError",
     "Base",
     "Clip",
     "Comparison",
@@ -140,6 +144,7 @@ __all__ = [
     "NotFoundError",
     "Rating",
     "RatingRecord",
+    "Setting",
     "Store",
     "StoreError",
     "UTCDateTime",
@@ -147,9 +152,11 @@ __all__ = [
     "VoteRecord",
     "_sqlite_file",
     "alembic_config",
+    "backup",
     "database_url",
     "display_url",
     "make_engine",
     "migrate",
+    "restore",
     "snap_quality",
 ]

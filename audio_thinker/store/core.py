@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audio_thinker.audio import AudioError, content_hash, load_audio
 
-from .engine import _sqlite_file, _upgrade, database_url, make_engine
+from .engine import _sqlite_file, _upgrade, database_url, display_url, make_engine
 from .schema import (
     _EXT_BY_FORMAT,
     MAX_ANSWER_CHARS,
@@ -76,6 +76,11 @@ class StoreCore:
     def _default_media_dir(self) -> Path:
         db_file = _sqlite_file(self.url)
         return db_file.parent / "media" if db_file is not None else Path("annotations") / "media"
+
+    @property
+    def display_url(self) -> str:
+        """The database URL for messages and labels, its password hidden."""
+        return display_url(self.url)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r}, media_dir={str(self.media_dir)!r})"
@@ -289,6 +294,20 @@ class StoreCore:
     def can_see(self, generation_id: int, annotator: str | Annotator) -> bool:
         """Whether ``annotator`` may see (and rate) a generation: its item is shared or theirs."""
         return self.visible_generation(generation_id, annotator) is not None
+
+    def clip_visibility(self, clip_hash: str, annotator: str | None) -> bool | None:
+        """Whether ``annotator`` (None: nobody signed in) may hear the stored clip ``clip_hash``: True when
+        an item of it is shared or theirs; False when it is stored but only in others' private items;
+        None when no item uses it (not a stored clip, or a clip without items)."""
+        with self.session() as session:
+            items = select(Item.id).where(Item.clip_hash == clip_hash)
+            if session.scalar(items.limit(1)) is None:
+                return None
+            if annotator is None:
+                visible = items.where(Item.shared == true())
+            else:
+                visible = items.where(self._visible(_annotator_name(annotator)))
+            return session.scalar(visible.limit(1)) is not None
 
     def get_item(self, item_id: int) -> Item:
         """An item (with its clip loaded)."""

@@ -21,9 +21,14 @@ from .schema import (
     NotFoundError,
     Rating,
     RatingRecord,
+    Setting,
     _now,
 )
 from .validation import _annotator_name, _choice, _number, _text, snap_quality
+
+GOLD_SOURCE = "oracle"
+"""A gold trace is a generation with a submitted rating from this source (the oracle judge's labels of a
+synth-aqa item, whose events are known): raters' labels of it are checked against that rating."""
 
 
 class RatingStore(StoreCore):
@@ -181,10 +186,100 @@ class RatingStore(StoreCore):
         with self.session() as session:
             return [(rating, question) for rating, question in session.execute(query).all()]
 
-    def _queue_conditions(self, name: str) -> list[Any]:
+    # ------------------------------------------------------------------------------------------ settings
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """A studio setting (JSON value), or ``default`` when it was never set."""
+        import json
+
+        with self.session() as session:
+            row = session.get(Setting, str(key))
+        return default if row is None else json.loads(row.value)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Set a studio setting to a JSON-serialisable ``value``."""
+        import json
+
+        text = json.dumps(value)
+        if len(str(key)) > 64 or len(text) > 10_000:
+            raise ValueError("setting key or value too long")
+
+        def work(session: Session) -> None:
+            row = session.get(Setting, str(key))
+            if row is None:
+                session.add(Setting(key=str(key), value=text, updated_at=_now()))
+            else:
+                row.value, row.updated_at = text, _now()
+
+        self._write(work)
+
+    @staticmethod
+    def _gold_exists() -> Any:
+        """SQL condition on :class:`Generation`: it is a gold trace (see :data:`GOLD_SOURCE`)."""
+        gold = aliased(Rating)  # not the outer query's Rating, if it has one
+        return exists(
+            select(gold.id).where(
+                gold.generation_id == Generation.id, gold.source == GOLD_SOURCE, gold.status == "submitted"
+            )
+        )
+
+    def gold_agreement(self) -> dict[str, dict[str, Any]]:
+        """Each human rater's agreement with the gold labels, over the gold traces they submitted:
+        ``{"n": ..., "consistency": share that agree, "quality_mae": mean |quality - gold quality|}``."""
+        gold_r = aliased(Rating)
+        query = (
+            select(Annotator.name, Rating.consistent, Rating.quality, gold_r.consistent, gold_r.quality)
+            .join(Annotator, Rating.annotator_id == Annotator.id)
+            .join(
+                gold_r,
+                (gold_r.generation_id == Rating.generation_id)
+                & (gold_r.source == GOLD_SOURCE)
+                & (gold_r.status == "submitted"),
+            )  # fmt: skip
+            .where(Rating.source == "human", Rating.status == "submitted")
+        )
+        out: dict[str, dict[str, Any]] = {}
+        with self.session() as session:
+            rows = session.execute(query).all()
+        for name, cons, qual, gold_cons, gold_qual in rows:
+            acc = out.setdefault(name, {"n": 0, "_agree": 0, "_cons_n": 0, "_abs": 0.0, "_q_n": 0})
+            acc["n"] += 1
+            if cons is not None and gold_cons is not None:
+                acc["_cons_n"] += 1
+                acc["_agree"] += int(bool(cons) == bool(gold_cons))
+            if qual is not None and gold_qual is not None:
+                acc["_q_n"] += 1
+                acc["_abs"] += abs(float(qual) - float(gold_qual))
+        return {
+            name: {
+                "n": a["n"],
+                "consistency": a["_agree"] / a["_cons_n"] if a["_cons_n"] else None,
+                "quality_mae": a["_abs"] / a["_q_n"] if a["_q_n"] else None,
+            }
+            for name, a in sorted(out.items())
+        }
+
+    def gold_counts(self, annotator: str | Annotator) -> tuple[int, int]:
+        """``(gold, all)``: how many gold traces and how many traces in all ``annotator`` submitted."""
+        name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
+        base = (
+            select(func.count(Rating.id))
+            .join(Annotator, Rating.annotator_id == Annotator.id)
+            .join(Generation, Rating.generation_id == Generation.id)
+            .where(Annotator.name == name, Rating.status == "submitted", Rating.source == "human")
+        )
+        with self.session() as session:
+            total = int(session.scalar(base) or 0)
+            gold = int(session.scalar(base.where(self._gold_exists())) or 0)
+        return gold, total
+
+    def _queue_conditions(
+        self, name: str, *, overlap: int | None = None, gold: bool | None = None
+    ) -> list[Any]:
         """What puts a generation (joined with its item) in ``name``'s queue: a think trace of an item they
         may see, the first of its identical copies (same item and raw text), none of which they rated (a
-        draft does not count)."""
+        draft does not count). With ``overlap``, not a trace that ``overlap`` other people have already
+        submitted (gold traces excepted); ``gold`` True / False: only / no gold traces."""
         twin = aliased(Generation)
         same = (twin.item_id == Generation.item_id, twin.raw_text == Generation.raw_text)
         earlier_twin = select(twin.id).where(*same, twin.id < Generation.id)
@@ -194,21 +289,39 @@ class RatingStore(StoreCore):
             .join(Annotator, Rating.annotator_id == Annotator.id)
             .where(*same, Annotator.name == name, Rating.status != "draft")
         )
-        return [
+        conditions = [
             Generation.think.is_not(None),
             self._visible(name),
             ~exists(earlier_twin),
             ~exists(rated_twin),
         ]
+        if gold is not None:
+            conditions.append(self._gold_exists() if gold else ~self._gold_exists())
+        if overlap:
+            others = (
+                select(func.count(Rating.id))
+                .join(Annotator, Rating.annotator_id == Annotator.id)
+                .where(
+                    Rating.generation_id == Generation.id,
+                    Rating.status == "submitted",
+                    Rating.source == "human",
+                    Annotator.name != name,
+                )  # fmt: skip
+                .scalar_subquery()
+            )
+            conditions.append((others < int(overlap)) | self._gold_exists())
+        return conditions
 
-    def rating_queue_size(self, annotator: str | Annotator) -> int:
+    def rating_queue_size(
+        self, annotator: str | Annotator, *, overlap: int | None = None, gold: bool | None = None
+    ) -> int:
         """How many generations :meth:`rating_queue` holds for ``annotator`` (without a limit)."""
         name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
         query = (
             select(func.count())
             .select_from(Generation)
             .join(Item, Generation.item_id == Item.id)
-            .where(*self._queue_conditions(name))
+            .where(*self._queue_conditions(name, overlap=overlap, gold=gold))
         )
         with self.session() as session:
             return int(session.scalar(query) or 0)
@@ -220,6 +333,8 @@ class RatingStore(StoreCore):
         *,
         score: Callable[[Generation], float] | None = None,
         pool: int = 500,
+        overlap: int | None = None,
+        gold: bool | None = None,
     ) -> list[Generation]:
         """Generations with a think trace that ``annotator`` has not yet rated (a draft does not count), of
         items they may see (shared, or their own uploads); identical copies of a trace (same item and raw
@@ -227,6 +342,7 @@ class RatingStore(StoreCore):
 
         Oldest first; with ``score`` (e.g. the reward model's uncertainty), the ``pool`` oldest candidates
         are ranked by descending score and the first ``limit`` returned. Items and clips are loaded.
+        ``overlap`` and ``gold`` as for :meth:`_queue_conditions`.
         """
         name = _annotator_name(annotator.name if isinstance(annotator, Annotator) else annotator)
         for field, value in (("limit", limit), ("pool", pool)):
@@ -235,7 +351,7 @@ class RatingStore(StoreCore):
         query = (
             select(Generation)
             .join(Item, Generation.item_id == Item.id)
-            .where(*self._queue_conditions(name))
+            .where(*self._queue_conditions(name, overlap=overlap, gold=gold))
             .order_by(Generation.id)
             .limit(max(pool, limit) if score is not None else limit)
         )

@@ -275,6 +275,16 @@ class Comparison(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
 
+class Setting(Base):
+    """A studio setting chosen by an admin (added in 0005): ``overlap`` (how many raters see each trace),
+    ``gold_rate`` (the share of gold traces mixed into each rater's queue); the value is JSON text."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=_now)
+
+
 # ------------------------------------------------------------------------------------- records for readers
 
 
