@@ -78,22 +78,13 @@ def model_label(model: str | None, user: str) -> str | None:
     return model
 
 
-def torch_threads() -> int:
-    """Intra-op threads for generation: ``$AUDIO_THINKER_TORCH_THREADS``, else 1 on machines with at most
-    4 cores. On a small CPU shared with training jobs one thread is much faster than two that contend
-    (measured on 2 busy cores: first token 0.5 s with one thread, 10-20 s with two)."""
-    env = os.environ.get("AUDIO_THINKER_TORCH_THREADS")
-    if env:
-        return max(1, int(env))
-    cores = os.cpu_count() or 1
-    return 1 if cores <= 4 else min(4, cores // 2)
-
-
 def warm_up() -> None:
     """Set the torch thread count, load the model and open the store before the first request."""
     import torch
 
-    torch.set_num_threads(torch_threads())
+    from audio_thinker.models import cpu_threads
+
+    torch.set_num_threads(cpu_threads())
     model()
     store()
 
