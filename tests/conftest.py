@@ -7,8 +7,10 @@ import os
 import pytest
 import torch
 
+from audio_thinker.models import cpu_threads
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(cpu_threads())  # the project's rule (one thread on small machines: docs/grpo.md)
 
 
 @pytest.fixture(scope="session")
