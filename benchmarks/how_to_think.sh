@@ -16,8 +16,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/h23}
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
-BASE=${BASE:-audio_thinker/assets/tiny-qwen2-audio}
-mkdir -p "$OUT"
+BASE=${BASE:-audio_thinker/assets/tiny-qwen2-audio}  # the base every run starts from and is compared with
+mkdir -p "$OUT/configs"
+
+config() {  # $1: name, then an optional configs/rc-options file: configs/tiny.yaml with it and model: $BASE
+  python - "$OUT/configs/$1.yaml" "$BASE" "${2:-}" <<'PY'
+import sys, yaml
+out, base, extra = sys.argv[1:4]
+cfg = yaml.safe_load(open("configs/tiny.yaml"))
+cfg.update(yaml.safe_load(open(extra)) if extra else {})
+cfg["model"] = base
+yaml.safe_dump(cfg, open(out, "w"), sort_keys=False)
+PY
+}
+config default
+for variant in think-mean one-w2 think-mean-w2; do config "rc-$variant" "configs/rc-options/$variant.yaml"; done
 
 sets() {
   [ -f "$OUT/data/std-2323/test.json" ] || python -m audio_thinker.synth --out "$OUT/data/std-2323" --n 360 --seed 2323 --split test
@@ -36,7 +49,8 @@ train() {  # $1: out folder, then train flags
   [ -d "$out/final" ] && return 0
   local resume=()
   [ -d "$out/checkpoints" ] && resume=(--resume latest)
-  python -m audio_thinker.train --out "$out" "$@" "${resume[@]}" >"$out.log" 2>&1
+  python -m audio_thinker.train --config "$OUT/configs/default.yaml" --out "$out" "$@" "${resume[@]}" \
+    >"$out.log" 2>&1
 }
 
 evaluate() {  # $1: model, $2: mode, $3: set, $4: out
@@ -44,8 +58,8 @@ evaluate() {  # $1: model, $2: mode, $3: set, $4: out
     --model "$1" --mode "$2" --out "$4" >"$4.log" 2>&1
 }
 
-ablate() {  # ablate flags (reuses finished runs, resumes cut ones, caches evaluations)
-  python -m audio_thinker.ablate --max-steps 60 "$@"
+ablate() {  # ablate flags (reuses finished runs, resumes cut ones, caches evaluations); a later --config wins
+  python -m audio_thinker.ablate --max-steps 60 --config "$OUT/configs/default.yaml" "$@"
 }
 
 sets
@@ -77,12 +91,12 @@ wait
 ablate --out "$OUT/ablation" --seeds 0,1,2 >"$OUT/ablation.log" 2>&1
 
 for variant in think-mean one-w2 think-mean-w2; do
-  ablate --out "$OUT/rc-$variant" --sets full --seeds 0 --config "configs/rc-options/$variant.yaml" \
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 0 --config "$OUT/configs/rc-$variant.yaml" \
     >"$OUT/rc-$variant-seed0.log" 2>&1 &
-  ablate --out "$OUT/rc-$variant" --sets full --seeds 1 --config "configs/rc-options/$variant.yaml" \
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 1 --config "$OUT/configs/rc-$variant.yaml" \
     >"$OUT/rc-$variant-seed1.log" 2>&1
   wait
-  ablate --out "$OUT/rc-$variant" --sets full --seeds 0,1 --config "configs/rc-options/$variant.yaml" \
+  ablate --out "$OUT/rc-$variant" --sets full --seeds 0,1 --config "$OUT/configs/rc-$variant.yaml" \
     >"$OUT/rc-$variant.log" 2>&1
 done
 mkdir -p "$OUT/rm"
