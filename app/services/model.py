@@ -135,7 +135,8 @@ def model_card(user: str | None = None) -> dict:
         card.update(
             trained_on="synth-aqa only: 3 s synthetic clips of faint hiss with a few pure tones, chirps and "
             "noise bursts, and questions about their count, pitch, loudness, length and order",
-            numbers="docs/models.md (held-out synth-aqa: 0.978 with thinking, 0.769 without)",
+            numbers="docs/models.md (held-out synth-aqa: 0.73-0.74 with thinking, 0.81-0.82 without; it is a "
+            "base built with flawed reasoning on purpose, for GRPO to improve)",
             synthetic_only=True,
         )
     return card
