@@ -58,7 +58,10 @@ REPORTED = (
     "right_inconsistent_rate",
     "right_flawed_rate",
 )
-NOT_COMPARED = ("resume",)  # config keys that may differ between the asked-for and the saved config
+NOT_COMPARED = (
+    "resume",
+    "threads",
+)  # how a run was resumed or how many CPU threads it used: not what it trains  # config keys that may differ between the asked-for and the saved config
 
 
 @dataclass
@@ -97,8 +100,12 @@ def ensure_run(cfg: GRPOConfig) -> str:
     saved_path = out / "config.json"
     if saved_path.exists():
         saved, wanted = json.loads(saved_path.read_text()), json.loads(json.dumps(asdict(cfg)))
+        # a key a run saved before it existed holds its default (older runs stay reusable)
+        defaults = json.loads(json.dumps(asdict(GRPOConfig())))
         differ = sorted(
-            k for k in set(saved) | set(wanted) if k not in NOT_COMPARED and saved.get(k) != wanted.get(k)
+            k
+            for k in set(saved) | set(wanted)
+            if k not in NOT_COMPARED and saved.get(k, defaults.get(k)) != wanted.get(k)
         )
         if differ:
             raise AblationError(

@@ -34,6 +34,7 @@ from .audio import AudioError, load_audio
 from .data import load_items as load_items  # re-exported: it lived here
 from .prompts import ADAPTIVE, INVALID_OUTPUT, MODES, NO_THINK_OUTPUT
 from .rewards import match_choice
+from .synth import DIFFICULTIES
 
 ABLATIONS = ("none", "hiss", "silence")
 
@@ -274,14 +275,11 @@ def _score(item: dict, ans, mode: str, error: str | None = None) -> dict:
     return row
 
 
-DIFFICULTY_ORDER = ("easy", "medium", "hard")
-
-
 def format_summary(metrics: dict, mode: str, out: str | Path | None = None) -> str:
     """What ``evaluate`` prints at the end: a table of accuracy, no-think rate, mean tokens and n, overall
     and by difficulty, then the judge's and the sampling's numbers when there are any, then the files."""
     by = metrics.get("by_difficulty", {})
-    order = [d for d in DIFFICULTY_ORDER if d in by] + sorted(d for d in by if d not in DIFFICULTY_ORDER)
+    order = [d for d in DIFFICULTIES if d in by] + sorted(d for d in by if d not in DIFFICULTIES)
     width = max([len("difficulty"), *(len(d) for d in order)])
     lines = [
         f"evaluated {metrics['n']} items, {mode} prompt",
@@ -297,6 +295,11 @@ def format_summary(metrics: dict, mode: str, out: str | Path | None = None) -> s
             f"judged think traces: {metrics['n_judged']}, consistency rate {metrics['consistency_rate']}, "
             f"mean think quality {metrics['mean_think_quality']}"
         )
+        if metrics.get("n_right_judged"):
+            lines.append(
+                f"of the {metrics['n_right_judged']} right ones: inconsistent "
+                f"{metrics['right_inconsistent_rate']}, below quality 1.0 {metrics['right_flawed_rate']}"
+            )
     if "pass_at_k" in metrics:
         lines.append(
             f"pass@{metrics['k']} {metrics['pass_at_k']:.3f}, sample accuracy {metrics['sample_accuracy']:.3f}"

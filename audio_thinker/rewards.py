@@ -267,15 +267,15 @@ def consistency_gate(
         raise ValueError(
             f"no_think_consistency {no_think!r} unknown; choose from {list(NO_THINK_CONSISTENCY)}"
         )
-    judged: list[float] = []
     for rc, t in zip(r_c, think, strict=True):
-        if t:
-            if rc is None or rc not in (0, 1):
-                raise ValueError(f"consistency reward must be 0 or 1 for think completions, got {rc!r}")
-            judged.append(float(rc))
-    fill = 1.0 if no_think == "one" else (sum(judged) / len(judged) if judged else 0.0)
-    it = iter(judged)
-    ungated = [next(it) if t else fill for t in think]
+        if t and (rc is None or rc not in (0, 1)):
+            raise ValueError(f"consistency reward must be 0 or 1 for think completions, got {rc!r}")
+    # think-mean fills direct answers the way R_t is filled (0 and 1 are on R_t's grid, so nothing is rounded)
+    ungated = (
+        [float(rc) if t else 1.0 for rc, t in zip(r_c, think, strict=True)]
+        if no_think == "one"
+        else fill_no_think_quality(r_c, think)
+    )
     return [value if c else 0.0 for value, c in zip(ungated, correct, strict=True)]
 
 

@@ -81,7 +81,8 @@ odd_heard_long         odd_one     neither tone is middle (1/3)         claims t
 =====================  ==========  ===================================  ===================================
 
 ``right_slip_rate`` — at random, a claim that does not decide the answer is mis-heard: one onset said
-0.4 s off (consistent, right; R_t falls). Traces without onsets are left as they are.
+0.4 s off (consistent, right; R_t falls). Traces without a "Beep k at T s" onset are left as they are (odd
+one out, longest, and sound_type, whose "At T s: …" is not matched: the shipped base was built so).
 
 **Direct answers** (no-think targets) are the gold answer: the teacher perceives well. How many of them a
 difficulty keeps is ``direct_share`` (the rest are shown with a trace instead): compositional (hard)

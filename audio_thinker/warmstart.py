@@ -1,11 +1,14 @@
 """Build the shipped tiny audio LM from scratch: tokenizer, processor, and a supervised warm start.
 
-The shipped weights are two runs (docs/models.md): a model trained on gold traces from random init, then
-continued on a flawed teacher's traces (issue #16: a base with the paper's conditions; the teacher, its
-flaw rates and direct-answer shares are in :mod:`audio_thinker.teacher`):
+The shipped weights are three runs (docs/models.md): a model trained on gold traces from random init,
+continued on a flawed teacher's traces whose flaws change the answer (issue #16), then on the same teacher
+with flaws that keep the answer right too (issue #23; the teacher, its flaw rates and direct-answer shares
+are in :mod:`audio_thinker.teacher`):
 
     python -m audio_thinker.warmstart --out runs/tiny-gold
-    python -m audio_thinker.warmstart --init runs/tiny-gold --teacher flawed --threads 1 --out audio_thinker/assets/tiny-qwen2-audio
+    python -m audio_thinker.warmstart --init runs/tiny-gold --teacher flawed --systematic wrong-answer \
+        --right-slip-rate 0 --threads 1 --out runs/base-16
+    python -m audio_thinker.warmstart --init runs/base-16 --teacher flawed --threads 1 --out audio_thinker/assets/tiny-qwen2-audio
 
 ``--init DIR`` (or ``--from-shipped``: the shipped checkpoint) loads the model, tokenizer and processor,
 skips stage 1 and runs stage 2 with the fine-tuning defaults of ``FINETUNE_DEFAULTS`` (any flag given

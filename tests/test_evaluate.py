@@ -373,3 +373,23 @@ def test_metrics_count_right_traces_that_are_inconsistent_or_flawed():
     m = ev.compute_metrics(rows)
     assert (m["right_inconsistent_rate"], m["right_flawed_rate"], m["n_right_judged"]) == (0.25, 0.5, 4)
     assert m["consistency_rate"] == 0.6 and m["n_judged"] == 5
+
+
+def test_ablation_reuses_a_run_saved_before_a_config_key_existed(tmp_path):
+    """A run's saved config.json without a key added later (here no_think_consistency and threads) is the
+    same run when the wanted value is that key's default; any key that differs is refused, naming it."""
+    import json
+    from dataclasses import asdict
+
+    from audio_thinker.ablate import AblationError, ensure_run
+    from audio_thinker.grpo import GRPOConfig
+
+    cfg = GRPOConfig(out=str(tmp_path / "run"), reward_set="atar", max_steps=3)
+    saved = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items()}
+    del saved["no_think_consistency"], saved["threads"]
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    assert ensure_run(cfg) == str(tmp_path / "run" / "final")  # reused, nothing trained
+    assert ensure_run(GRPOConfig(**{**asdict(cfg), "threads": 2})) == str(tmp_path / "run" / "final")
+    with pytest.raises(AblationError, match="no_think_consistency"):
+        ensure_run(GRPOConfig(**{**asdict(cfg), "no_think_consistency": "think-mean"}))

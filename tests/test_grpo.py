@@ -632,6 +632,11 @@ def test_completion_variance_shares_reads_a_runs_records():
     shares = completion_variance_shares(records, 2, cfg)
     assert set(shares) == {"accuracy_reward", "consistency_bonus", "format", "quality"}
     assert sum(shares.values()) == pytest.approx(1.0)
+    # the same numbers as the trainer logs from the reward functions' own outputs (history.jsonl)
+    from audio_thinker.grpo_metrics import variance_shares
+
+    logged = variance_shares({f.name: [f.weight * x for x in s[f.name]] for f in cfg.reward_funcs}, 2)
+    assert shares == pytest.approx(logged)
     # group 1 differs only in R_t (the filler costs 0.1): R_t's share is positive
     assert shares["quality"] > 0
     grpo = completion_variance_shares(records, 2, GRPOConfig(reward_set="grpo"))

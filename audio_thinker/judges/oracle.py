@@ -72,7 +72,7 @@ enter R_c (they are still quality checks). Otherwise 0 (including gibberish and 
   imply (the R_c derivation above) fails once; a conclusion that follows them is no check (nothing is
   added for it), nor is one where the claims imply no answer. It is compared with the claims, never with
   the truth, so quality still does not depend on the answer's correctness: a trace that follows a
-  mis-heard claim to a wrong answer loses only what the claim costs.
+  mis-heard claim to a wrong answer loses what the claim costs and 1 for each derivation carried from it.
 
 **The grade** (issue #23: a wrong claim inside a right trace must cost visibly, and a derivation that
 contradicts the trace's own claims more than a slip). Each failed check weighs by what kind of error it
@@ -91,8 +91,8 @@ kind               weight  failed checks of that kind
 =================  ======  ==============================================================================
 
 quality = passed / (passed + Σ weights of the failed checks), rounded half up to 0.1, and capped at 0.9
-when any check failed (1.0 means a flawless trace); with every weight 1 this is the earlier grade,
-passed / total. An empty think has no check → 0.0; gibberish has only failing checks → 0.0. On the
+when any check failed (1.0 means a flawless trace); with every weight 1 it would be the earlier grade,
+passed / total, but for the conclusion check, which the earlier grade did not have. An empty think has no check → 0.0; gibberish has only failing checks → 0.0. On the
 gold traces' sizes (a pitch-pattern trace has 12 checks, a one-tone pitch-level trace 5): one filler
 sentence 0.9, one mis-heard length 0.8, one contradicted step 0.6; on a pitch-level trace a mis-heard
 length 0.6 and a mis-heard pitch under the right conclusion (a claim and a contradiction) 0.3.
