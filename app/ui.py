@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,17 +11,9 @@ from typing import Any
 import gradio as gr
 
 from .services.auth import scrub
-from .services.state import StoreUnavailable, UserError
+from .services.state import StoreUnavailable, UserError, mask_passwords
 
 log = logging.getLogger("audio_thinker.studio")
-
-
-_URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
-
-
-def mask_passwords(message: str) -> str:
-    """``message`` with the password of any URL in it (``scheme://user:password@host``) shown as ``***``."""
-    return _URL_PASSWORD_RE.sub(r"\1***@", message)
 
 
 def _one_line(message: str) -> str:

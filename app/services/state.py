@@ -188,9 +188,17 @@ def db_label() -> str:
     return display_url(settings().db_url)
 
 
+_URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_passwords(message: str) -> str:
+    """``message`` with the password of any URL in it (``scheme://user:password@host``) shown as ``***``."""
+    return _URL_PASSWORD_RE.sub(r"\1***@", message)
+
+
 def _db_message(err: Exception) -> str:
     text = str(getattr(err, "orig", None) or err).strip()
-    reason = re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text.splitlines()[0] if text else "")[:200]
+    reason = mask_passwords(text.splitlines()[0] if text else "")[:200]
     return f"The ratings database is unavailable ({reason}). Nothing was saved; please try again."
 
 
