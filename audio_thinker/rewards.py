@@ -63,6 +63,7 @@ __all__ = [
     "parse_completion",
     "reward_functions",
     "quantize_quality",
+    "sentence_spans",
     "sentences",
     "shows_think",
     "think_quality_reward_func",
@@ -309,6 +310,34 @@ def sentences(text: str) -> list[str]:
         start = m.end()
     pieces.append(text[start:])
     return [p.strip() for p in pieces if p.strip(_END_MARKS)]
+
+
+def sentence_spans(text: str | None) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of the sentences of a think text (a period before a digit is a
+    decimal point); surrounding whitespace is not part of a span. The steps a rater picks the first flawed
+    one from (the studio's Rate panel stores it as such a span), and the steps of the stepwise export."""
+    if not text:
+        return []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        end = pos
+        while end < n:
+            ch = text[end]
+            if ch == "\n" or (ch in ".!?;" and not (end + 1 < n and text[end + 1].isdigit())):
+                end += 1
+                break
+            end += 1
+        start, stop = pos, end
+        while start < stop and text[start].isspace():
+            start += 1
+        while stop > start and text[stop - 1].isspace():
+            stop -= 1
+        if stop > start:
+            spans.append((start, stop))
+        pos = end
+    return spans
 
 
 def fill_no_think_quality(r_t: Sequence[float | None], think: Sequence[bool]) -> list[float]:

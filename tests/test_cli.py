@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["synth", "evaluate", "train", "warmstart", "reward_model", "ablate", "fidelity"]
+COMMANDS = ["synth", "evaluate", "train", "warmstart", "reward_model", "ablate", "fidelity", "raters"]
 
 
 @pytest.mark.parametrize("module", COMMANDS)

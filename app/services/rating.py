@@ -4,11 +4,11 @@ annotator's own ratings and progress."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from audio_thinker.rewards import sentence_spans as sentence_spans  # the rating panel's steps
 from audio_thinker.store import MAX_COMMENT_CHARS as MAX_COMMENT_CHARS  # the comment box's limit
 from audio_thinker.store import MAX_LEAD_TIME_S as MAX_LEAD_TIME_S  # the longest rating time stored
 from audio_thinker.store import STATUSES, AccessDeniedError, Generation, NotFoundError, Rating
@@ -18,35 +18,6 @@ from .model import model_label
 from .state import STATE, UserError, db, settings, store
 
 log = logging.getLogger(__name__)
-
-_SENTENCE_RE = re.compile(r"[^.!?;\n]*(?:[.!?;](?![0-9])|\n|$)")
-
-
-def sentence_spans(text: str | None) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the sentences of a think text (a period before a digit is a
-    decimal point); surrounding whitespace is not part of a span."""
-    if not text:
-        return []
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    n = len(text)
-    while pos < n:
-        end = pos
-        while end < n:
-            ch = text[end]
-            if ch == "\n" or (ch in ".!?;" and not (end + 1 < n and text[end + 1].isdigit())):
-                end += 1
-                break
-            end += 1
-        start, stop = pos, end
-        while start < stop and text[start].isspace():
-            start += 1
-        while stop > start and text[stop - 1].isspace():
-            stop -= 1
-        if stop > start:
-            spans.append((start, stop))
-        pos = end
-    return spans
 
 
 @dataclass

@@ -97,6 +97,10 @@ gold traces' sizes (a pitch-pattern trace has 12 checks, a one-tone pitch-level 
 sentence 0.9, one mis-heard length 0.8, one contradicted step 0.6; on a pitch-level trace a mis-heard
 length 0.6 and a mis-heard pitch under the right conclusion (a claim and a contradiction) 0.3.
 
+**The first flawed step** (:meth:`OracleJudge.first_flawed_step`, what a simulated rater marks): the first
+step (sentence) at which the trace so far fails one of these checks; an event left out counts at the step after
+the last event claim.
+
 **Non-synth items** (no ``events``, malformed ``events``, or a task the oracle does not know, looked up
 by ``sub-category`` and else by the question text) give ``Verdict.neutral`` with ``failed=True``; each
 kind of problem logs one warning per process. Arbitrary text never raises.
@@ -105,6 +109,7 @@ kind of problem logs one warning per process. Arbitrary text never raises.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -395,7 +400,9 @@ class OracleJudge:
     def score_batch(self, requests: Sequence[JudgeRequest]) -> list[Verdict]:
         return [self.judge(r) for r in requests]
 
-    def judge(self, request: JudgeRequest) -> Verdict:
+    @staticmethod
+    def _world(request: JudgeRequest) -> tuple[list[Event], str, list[str]] | Verdict:
+        """The item's true events, task and choices, or the neutral verdict saying why there are none."""
         item = request.item
         if not isinstance(item, Mapping) or "events" not in item:
             warn_once(log, "oracle judge needs synth-aqa items with 'events'; giving neutral verdicts")
@@ -412,7 +419,44 @@ class OracleJudge:
                 log, f"oracle judge does not know the task {item.get('sub-category')!r}; neutral verdicts"
             )
             return Verdict.neutral(f"unknown synth-aqa task {item.get('sub-category')!r}")
-        choices = list(request.choices or item.get("choices") or [])
+        return truth, task, list(request.choices or item.get("choices") or [])
+
+    def first_flawed_step(self, request: JudgeRequest, ends: Sequence[int]) -> int | None:
+        """The index of the first step of ``request.think`` that goes wrong (what a rater marks as the first
+        flawed sentence), or None when no step does or the item has no ground truth.
+
+        ``ends``: where each step ends in the think text (character offsets, ascending). Step k is the first
+        flawed one when the text up to its end fails a quality check (a mis-heard claim, a wrong derivation,
+        tally or conclusion, a repeat, an unsupported sentence) and the text up to step k - 1 fails none; an
+        event the trace leaves out counts at the first step after its last event claim (the trace moved on
+        without it), else at the last step. A trace whose steps all pass may still be inconsistent (its
+        answer does not follow): that is :meth:`judge`'s R_c, not a step.
+        """
+        world = self._world(request)
+        if isinstance(world, Verdict) or not ends:
+            return None
+        truth, task, choices = world
+        think = request.think or ""
+        missing = re.compile(r"event \d+ missing")
+        claims, first_wrong = [], None
+        for k, end in enumerate(ends):
+            trace = parse_trace(think[:end])
+            derived = _resolve(_derive(task, trace), choices)
+            *_, failures = _quality_checks(trace, truth, derived, choices, self.onset_tolerance)
+            claims.append(len(trace.claims))
+            if first_wrong is None and any(not missing.fullmatch(f) for f in failures):
+                first_wrong = k
+        if claims[-1] < len(truth):  # an event left out
+            after_last_claim = claims.index(claims[-1]) + 1 if claims[-1] else 0
+            gap = min(after_last_claim, len(ends) - 1)
+            return gap if first_wrong is None else min(first_wrong, gap)
+        return first_wrong
+
+    def judge(self, request: JudgeRequest) -> Verdict:
+        world = self._world(request)
+        if isinstance(world, Verdict):
+            return world
+        truth, task, choices = world
         trace = parse_trace(request.think or "")
 
         derived = _resolve(_derive(task, trace), choices)

@@ -3,6 +3,7 @@
     python -m audio_thinker.reward_model bootstrap --db sqlite:////tmp/rm/ratings.db --n 2000
     python -m audio_thinker.reward_model train --db sqlite:////tmp/rm/ratings.db --out /tmp/rm/model
     python -m audio_thinker.reward_model export --db ... --out pairs.jsonl --format trl|jsonl|hf
+    python -m audio_thinker.reward_model export --db ... --out steps.jsonl --format stepwise
 
 The judge itself, and what the model reads (:func:`~audio_thinker.judges.learned.render`: the reasoning
 aligned sentence by sentence with the item's reference), live in :mod:`audio_thinker.judges.learned`;
@@ -13,6 +14,7 @@ aligned sentence by sentence with the item's reference), live in :mod:`audio_thi
 * :mod:`.model` — the network (a tiny ``Qwen2ForSequenceClassification`` or an HF base);
 * :mod:`.train` — both heads, calibration and held-out metrics;
 * :mod:`.export` — pairs or labels as TRL JSONL, JSONL or an HF dataset;
+* :mod:`.stepwise` — the raters' flawed-step marks as TRL stepwise-supervision rows;
 * :mod:`.cli` — the command line.
 
 ``train --no-reference`` trains a text-only model. The consistency head reads the reasoning alone by

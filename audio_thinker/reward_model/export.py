@@ -12,8 +12,12 @@ from typing import Any
 from ..config_args import config_field as _arg
 from ..store import EXPORT_FORMATS
 from .data import Pair, RewardModelError, Trace, build_pairs, collect_traces, replicate, vote_pairs
+from .stepwise import STEPWISE, stepwise_rows
 
-__all__ = ["ExportConfig", "check_out", "export", "label_rows", "pair_rows"]
+__all__ = ["FORMATS", "ExportConfig", "check_out", "export", "label_rows", "pair_rows"]
+
+FORMATS = (*EXPORT_FORMATS, STEPWISE)
+"""What ``export`` writes: the preference formats, and TRL stepwise step labels (:mod:`.stepwise`)."""
 
 
 @dataclass
@@ -22,7 +26,8 @@ class ExportConfig:
 
     out: str = _arg(help="output file (trl, jsonl) or folder (hf)")
     format: str = _arg(help="trl: prompt/chosen/rejected/margin JSONL; jsonl: pairs with provenance; hf: a "
-                       "datasets folder", choices=EXPORT_FORMATS)  # fmt: skip
+                       "datasets folder; stepwise: TRL prompt/completions/labels JSONL from flawed-step marks",
+                       choices=FORMATS)  # fmt: skip
     sources: tuple[str, ...] | None = _arg(None, "rating sources, comma-separated; none: all")
     what: str = _arg(
         "pairs", "pairs (preference pairs) or labels (per-trace labels)", choices=("pairs", "labels")
@@ -83,16 +88,21 @@ def export(
     reference: bool = True,
     min_gap: float = 0.1,
 ) -> int:
-    """Write pairs (or per-trace labels) as ``trl`` JSONL, plain ``jsonl`` or an ``hf`` dataset; rows written.
+    """Write pairs (or per-trace labels) as ``trl`` JSONL, plain ``jsonl`` or an ``hf`` dataset, or step labels
+    as ``stepwise`` JSONL (:mod:`.stepwise`; ``what`` and ``min_gap`` do not apply); rows written.
 
     ``trl``: exactly ``prompt``, ``chosen``, ``rejected``, ``margin``, human pairs and votes replicated
     :data:`HUMAN_WEIGHT` times (feed it to ``RewardTrainer`` as is). ``jsonl`` / ``hf``: one row per pair
     with ``weight``, ``origin``, item and generation ids and both qualities.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise RewardModelError(f"unknown export format {fmt!r}; choose from {', '.join(EXPORT_FORMATS)}")
+    if fmt not in FORMATS:
+        raise RewardModelError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if what not in ("pairs", "labels"):
         raise RewardModelError(f"--what must be pairs or labels, got {what!r}")
+    if fmt == STEPWISE:
+        if what == "labels":
+            raise RewardModelError("--format stepwise writes step labels; --what labels does not apply")
+        return _export_stepwise(store, out, sources, reference)
     if what == "labels" and fmt == "trl":
         raise RewardModelError("the trl format holds preference pairs; export labels as jsonl or hf")
     check_out(out, fmt)
@@ -114,7 +124,27 @@ def export(
 
         Dataset.from_list(rows).save_to_disk(str(path))
     else:
-        with path.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _write_jsonl(path, rows)
     return len(rows)
+
+
+def _export_stepwise(
+    store: Any, out: str | os.PathLike[str], sources: Iterable[str] | None, reference: bool
+) -> int:
+    """The ``stepwise`` export: TRL's ``prompt`` / ``completions`` / ``labels`` JSONL; rows written."""
+    check_out(out, STEPWISE)
+    rows, skipped = stepwise_rows(store, sources, reference=reference)
+    if not rows:
+        raise RewardModelError(
+            f"nothing to export from {store.display_url}: no submitted rating marks a flawed step or gives "
+            f"quality 1.0 ({skipped} found a flaw without marking its step)"
+        )
+    _write_jsonl(Path(out), rows)
+    return len(rows)
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
