@@ -73,3 +73,24 @@ def test_gold_comes_at_the_set_rate_and_agreement_with_gold_is_shown_to_admins(s
     assert table["headers"][0] == "annotator" and table["data"][0][:3] == ["cat", 3, "67%"]
     assert admin_view[5]["visible"] is True and admin_view[6]["value"] == 0 and admin_view[7]["value"] == 0.25
     assert reward.summary(SimpleNamespace(username="bea"))[5]["visible"] is False
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5])
+def test_progress_counts_what_the_queue_will_serve_with_gold_mixed_in(studio, rate):
+    """The Rate panel's "to do" is the number of traces the queue goes on to serve, one fewer after each
+    rating, and 0 exactly when the queue is empty: at a low gold rate not every gold trace comes (at 0.1,
+    12 ordinary traces bring 2 of the 4 gold ones), so counting every gold trace as to do was wrong."""
+    from app.services import rating
+
+    _, plain, gold = studio
+    rating.set_queue_settings("ann", 0, rate)
+    todo = [rating.progress("cat")["todo"]]
+    served = []
+    while (t := rating.next_trace("cat")) is not None:
+        served.append(t.generation_id)
+        rating.rate("cat", t.generation_id, consistent=True, quality=0.5, status="submitted")
+        todo.append(rating.progress("cat")["todo"])
+    assert len(served) == len(set(served)) and set(served) >= set(plain)
+    assert todo == list(range(len(served), -1, -1)), (todo, len(served))
+    if rate == 0.1:
+        assert sum(g in gold for g in served) == 2

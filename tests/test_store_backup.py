@@ -138,3 +138,154 @@ def test_the_cli_backs_up_restores_refuses_and_says_why_in_one_line(tmp_path, ca
     )
     err = capsys.readouterr().err
     assert "not a store backup" in err and "Traceback" not in err
+
+
+def test_a_store_holding_only_settings_is_empty_to_restore_and_takes_the_backups_settings(tmp_path, capsys):
+    """An admin who saved the queue settings on a fresh store (settings rows, nothing rated) can still
+    restore into it: the backup's settings replace the store's, a setting the backup lacks stays."""
+    a_db, b_db = tmp_path / "a" / "ratings.db", tmp_path / "b" / "ratings.db"
+    a_db.parent.mkdir()
+    b_db.parent.mkdir()
+    with Store(f"sqlite:///{a_db}") as a:
+        _fill(a, tmp_path)  # overlap 2
+        backup(a, tmp_path / "backup.zip")
+    with Store(f"sqlite:///{b_db}") as b:
+        b.set_setting("overlap", 5)
+        b.set_setting("gold_rate", 0.2)
+    assert cli(["restore", "--db", f"sqlite:///{b_db}", "--from", str(tmp_path / "backup.zip")]) == 0, (
+        capsys.readouterr().err
+    )
+    a_rows, b_rows = _rows(a_db), _rows(b_db)
+    assert {t: b_rows[t] for t in TABLES[:-1]} == {t: a_rows[t] for t in TABLES[:-1]}
+    with Store(f"sqlite:///{b_db}") as b:
+        assert (b.get_setting("overlap"), b.get_setting("gold_rate")) == (2, 0.2)
+
+
+def test_postgresql_sequences_restart_after_the_restored_ids_and_at_1_in_an_empty_table():
+    """``sequence_sql`` under PostgreSQL's ``setval`` rule (``setval(seq, v)`` or ``setval(seq, v, true)``:
+    the next id is v + 1; ``setval(seq, v, false)``: it is v), evaluated by SQLite with the two functions
+    defined to follow that rule, on an empty table and on one with ids 1 and 7."""
+    from audio_thinker.store.backup import sequence_sql
+
+    following: dict[str, int] = {}
+
+    def setval(seq: str, value: int, is_called: int = 1) -> int:
+        following[seq] = value + 1 if is_called else value
+        return value
+
+    con = sqlite3.connect(":memory:")
+    con.create_function("pg_get_serial_sequence", 2, lambda table, column: f"{table}_{column}_seq")
+    con.create_function("setval", 2, setval)
+    con.create_function("setval", 3, setval)
+    con.execute("create table ratings (id integer primary key)")
+    con.execute(sequence_sql("ratings"))
+    assert following == {"ratings_id_seq": 1}  # an empty table's next id is 1, not 2
+    con.executemany("insert into ratings values (?)", [(1,), (7,)])
+    con.execute(sequence_sql("ratings"))
+    assert following == {"ratings_id_seq": 8}
+
+
+def _rewritten(src: Path, dst: Path, change) -> Path:
+    """A copy of the backup ``src`` whose store.jsonl lines went through ``change`` (a list -> list)."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            if name == "store.jsonl":
+                data = ("\n".join(change(data.decode().splitlines())) + "\n").encode()
+            zout.writestr(name, data)
+    return dst
+
+
+def _drop(table: str, row_id: int):
+    import json
+
+    def change(lines: list[str]) -> list[str]:
+        return [
+            x for x in lines if not (f'"table": "{table}"' in x and json.loads(x)["row"].get("id") == row_id)
+        ]
+
+    return change
+
+
+def _edit(table: str, edit):
+    import json
+
+    def change(lines: list[str]) -> list[str]:
+        out = [lines[0]]
+        for x in lines[1:]:
+            rec = json.loads(x)
+            if rec["table"] == table:
+                edit(rec["row"])
+            out.append(json.dumps(rec))
+        return out
+
+    return change
+
+
+MALFORMED = {
+    "a rating names a missing generation": (_drop("generations", 1), "generation_id 1"),
+    "an annotator without an id": (
+        _edit("annotators", lambda r: r.pop("id")),
+        "row of annotators in the backup has no id",
+    ),
+    "an item owned by a missing annotator": (_edit("items", lambda r: r.update(owner_id=99)), "owner_id 99"),
+    "a header that is a list": (lambda lines: ["[1]"] + lines[1:], "not a version-1 store backup"),
+    "a row that is a number": (lambda lines: lines + ["5"], "not a row of a known table"),
+    "two ratings with one id": (
+        lambda lines: lines + [x for x in lines if '"ratings"' in x][:1],
+        "two ratings",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+@pytest.mark.parametrize("merge", [False, True], ids=["into-empty", "merge"])
+def test_a_malformed_backup_is_one_line_exit_1_and_leaves_the_store_as_it_was(tmp_path, capsys, case, merge):
+    a_db, c_db = tmp_path / "a" / "ratings.db", tmp_path / "c" / "ratings.db"
+    a_db.parent.mkdir()
+    c_db.parent.mkdir()
+    with Store(f"sqlite:///{a_db}") as a:
+        _fill(a, tmp_path)
+        backup(a, tmp_path / "a.zip")
+    with Store(f"sqlite:///{c_db}") as c:
+        if merge:
+            _fill(c, tmp_path, who="cat", freq=300.0)
+    before, media_before = _rows(c_db), sorted(p.name for p in (c_db.parent / "media").rglob("*.*"))
+    change, named = MALFORMED[case]
+    bad = _rewritten(tmp_path / "a.zip", tmp_path / "bad.zip", change)
+    capsys.readouterr()
+    argv = ["restore", "--db", f"sqlite:///{c_db}", "--from", str(bad)] + (["--merge"] if merge else [])
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and named in err, err
+    assert _rows(c_db) == before
+    assert sorted(p.name for p in (c_db.parent / "media").rglob("*.*")) == media_before
+
+
+def test_a_backup_clip_whose_hash_is_a_path_is_refused(tmp_path, capsys):
+    """A clip row's hash and ext make the media file's path: a hash like ``../../x`` is refused, not stored."""
+    a_db, b_db = tmp_path / "a" / "ratings.db", tmp_path / "b" / "ratings.db"
+    a_db.parent.mkdir()
+    b_db.parent.mkdir()
+    with Store(f"sqlite:///{a_db}") as a:
+        _fill(a, tmp_path)
+        backup(a, tmp_path / "a.zip")
+
+    def escape(lines: list[str]) -> list[str]:
+        import json
+
+        out = [lines[0]]
+        for x in lines[1:]:
+            rec = json.loads(x)
+            for key in ("hash", "clip_hash"):
+                if rec["row"].get(key):
+                    rec["row"][key] = "../../" + rec["row"][key][6:]
+            out.append(json.dumps(rec))
+        return out
+
+    bad = _rewritten(tmp_path / "a.zip", tmp_path / "bad.zip", escape)
+    assert cli(["restore", "--db", f"sqlite:///{b_db}", "--from", str(bad)]) == 1
+    assert "bad hash" in capsys.readouterr().err
+    assert all(not rows for rows in _rows(b_db).values())

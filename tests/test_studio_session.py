@@ -154,19 +154,27 @@ def test_a_private_upload_is_not_served_to_another_signed_in_user(server, config
 
     bea = client(server, "bea")
     base = server.rstrip("/")
+    recording = Path(_recording(tmp_path))
     # bea's page uploads the file (Gradio's /upload), then asks about it: the URLs her page plays from
-    with open(_recording(tmp_path), "rb") as f:
+    with open(recording, "rb") as f:
         uploaded = httpx.post(
             f"{base}/gradio_api/upload", files={"files": ("my-voice-note.wav", f, "audio/wav")},
             cookies=bea.cookies, timeout=30,
         ).json()[0]  # fmt: skip
-    r = bea.predict(
+    bea.predict(
         {"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "How many beeps are there?", "1\n2\n3",
         api_name="/compare",
     )  # fmt: skip
-    cached = [uploaded] + [str(p) for p in Path(get_upload_folder()).rglob(f"{r['clip_hash']}.*")]
-    assert len(cached) >= 1
-    assert 200 in _fetch(server, bea, uploaded)  # the owner's page plays it
+    # every copy of the recording in Gradio's cache (the upload, and any copy a handler returned): the
+    # upload must be one of them, on disk, so that the refusals below are not just missing files
+    data = recording.read_bytes()
+    cached = sorted(
+        str(p) for p in Path(get_upload_folder()).rglob("*")
+        if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data
+    )  # fmt: skip
+    assert str(Path(uploaded).resolve()) in {str(Path(p).resolve()) for p in cached}, (uploaded, cached)
+    for path in cached:
+        assert 200 in _fetch(server, bea, path), path  # the owner's page plays each of them
     for other in ("cat", "ann"):  # another annotator, even the admin, with their own session cookies
         c = client(server, other)
         for path in cached:

@@ -156,6 +156,12 @@ def set_queue_settings(user: str, overlap: Any, gold_rate: Any) -> dict[str, Any
     return queue_settings()
 
 
+def gold_due(gold: int, total: int, rate: float) -> bool:
+    """Whether the next trace is a gold one: ``gold`` of the ``total`` traces submitted were gold, and one more
+    trace that is not would leave gold below ``rate`` of them (the rule of :func:`queue` and :func:`progress`)."""
+    return gold < rate * (total + 1)
+
+
 def queue(user: str, limit: int = 20) -> list[Generation]:
     """``user``'s rating queue: unrated traces (most uncertain first when a reward model exists, else
     oldest first), then the traces they skipped (least recently skipped first).
@@ -171,7 +177,7 @@ def queue(user: str, limit: int = 20) -> list[Generation]:
     if cfg["gold_rate"] > 0:
         only = False
         gold, total = db(lambda: st.gold_counts(user))
-        if gold < cfg["gold_rate"] * (total + 1):
+        if gold_due(gold, total, cfg["gold_rate"]):
             gold_first = db(lambda: st.rating_queue(user, 1, gold=True))
     if learned_judge() is not None:
         fresh = _uncertainty_order(
@@ -317,10 +323,32 @@ def my_ratings(user: str, status: str | None = None) -> list[dict]:
     return [rating_dict(r) for r in db(lambda: st.ratings_for(user, status=status))]
 
 
+def _todo(user: str) -> int:
+    """How many traces :func:`queue` will still serve ``user`` (skipped ones aside) if each is submitted: all
+    of the ordinary ones, and with a gold rate only the gold traces :func:`gold_due` lets in among them (the
+    rest of the gold never comes, so it is not to do)."""
+    st = store()
+    cfg = queue_settings()
+    overlap = cfg["overlap"] or None
+    if cfg["gold_rate"] <= 0:
+        return int(db(lambda: st.rating_queue_size(user, overlap=overlap)) or 0)
+    plain = int(db(lambda: st.rating_queue_size(user, overlap=overlap, gold=False)) or 0)
+    gold_left = int(db(lambda: st.rating_queue_size(user, gold=True)) or 0)
+    gold, total = db(lambda: st.gold_counts(user))
+    served = 0
+    while True:  # the queue's choice, trace by trace (one step per trace: at most plain + gold_left)
+        if gold_left and gold_due(gold, total, cfg["gold_rate"]):
+            gold_left, gold = gold_left - 1, gold + 1
+        elif plain:
+            plain -= 1
+        else:
+            return served
+        total, served = total + 1, served + 1
+
+
 def progress(user: str) -> dict:
-    """``user``'s personal progress: submitted, drafts, skipped, discarded and still to do."""
+    """``user``'s personal progress: submitted, drafts, skipped, discarded and still to do (what
+    :func:`queue` will serve; see :func:`_todo`)."""
     st = store()
     by_status = db(lambda: st.rating_status_counts(user))
-    overlap = queue_settings()["overlap"] or None
-    todo = db(lambda: st.rating_queue_size(user, overlap=overlap))
-    return {**{status: by_status.get(status, 0) for status in STATUSES}, "todo": int(todo or 0)}
+    return {**{status: by_status.get(status, 0) for status in STATUSES}, "todo": _todo(user)}

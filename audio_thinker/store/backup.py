@@ -5,14 +5,17 @@ A backup (``backup(store, out)``) is a zip holding ``store.jsonl`` (a header lin
 comparisons and settings, every column, times as ISO 8601 UTC) and ``media/<hash>.<ext>``, each clip's bytes.
 
 ``restore(store, src)`` rebuilds a store from it. Into an empty store (no annotators, clips, items,
-generations, ratings, votes or comparisons) rows keep their ids, so exports and logs that name a
-generation still match. Over a store that holds rows it refuses (:class:`BackupError`) unless
-``merge=True``: then rows are matched by what they are, not by id (annotators by name, clips by hash,
+generations, ratings, votes or comparisons; settings do not count, since an admin's queue settings are
+written before anyone rates) rows keep their ids, so exports and logs that name a generation still match,
+and the backup's settings replace the store's. Over a store that holds rows it refuses
+(:class:`BackupError`) unless ``merge=True``: then rows are matched by what they are, not by id (annotators by name, clips by hash,
 items by source and external id, else by source, question, choices, clip and owner; generations by
 item, model, mode, text, run and step; a rating by generation and annotator; a vote or a comparison by
 annotator and the two generations in either order), missing ones are added with new ids, and a rating or
-vote present on both sides keeps the one changed last. Restoring the same backup twice adds nothing.
-Everything is written in one transaction: a bad file writes nothing.
+vote present on both sides keeps the one changed last, and a setting the store has keeps its value.
+Restoring the same backup twice adds nothing. The file is checked before anything is written (every row
+has its table's required columns, every reference names a row the backup holds), and everything is
+written in one transaction: a bad file writes nothing, and the error is one line naming the problem.
 
 CLI: ``python -m audio_thinker.store backup --db URL --out F`` and ``restore --db URL --from F [--merge]``.
 """
@@ -30,7 +33,19 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from .schema import Annotator, Base, Clip, Comparison, Generation, Item, Rating, Setting, Vote
+from .schema import (
+    _EXT_BY_FORMAT,
+    _HASH_RE,
+    Annotator,
+    Base,
+    Clip,
+    Comparison,
+    Generation,
+    Item,
+    Rating,
+    Setting,
+    Vote,
+)
 
 FORMAT = "audio-thinker-store-backup"
 VERSION = 1
@@ -114,6 +129,7 @@ def backup(store: Any, out: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def _read(src: str | os.PathLike[str]) -> tuple[zipfile.ZipFile, list[tuple[str, dict[str, Any]]]]:
+    """The open zip and its rows, checked by :func:`_check` (a :class:`BackupError` otherwise)."""
     try:
         zf = zipfile.ZipFile(src)
         raw = zf.read("store.jsonl").decode("utf-8").splitlines()
@@ -121,19 +137,79 @@ def _read(src: str | os.PathLike[str]) -> tuple[zipfile.ZipFile, list[tuple[str,
         raise BackupError(f"{Path(src).name} is not a store backup ({type(err).__name__})") from None
     try:
         head = json.loads(raw[0]) if raw else {}
-        if head.get("format") != FORMAT or head.get("version") != VERSION:
+        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != VERSION:
             raise BackupError(f"{Path(src).name} is not a version-{VERSION} store backup")
         rows = []
-        for line in raw[1:]:
+        for number, line in enumerate(raw[1:], start=2):
             if line.strip():
                 rec = json.loads(line)
-                if rec.get("table") not in _MODELS or not isinstance(rec.get("row"), dict):
-                    raise BackupError(f"unknown record in the backup: {line[:80]}")
+                if (
+                    not isinstance(rec, dict)
+                    or rec.get("table") not in _MODELS
+                    or not isinstance(rec.get("row"), dict)
+                ):
+                    raise BackupError(
+                        f"line {number} of the backup is not a row of a known table: {line[:60]}"
+                    )
                 rows.append((rec["table"], rec["row"]))
+        _check(rows)
     except json.JSONDecodeError as err:
         zf.close()
         raise BackupError(f"{Path(src).name} has a malformed line ({err.msg})") from None
+    except BackupError:
+        zf.close()
+        raise
     return zf, rows
+
+
+REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
+    **{
+        (name, fk.parent.key): (fk.column.table.name, fk.column.key)
+        for name, model in TABLES
+        for fk in model.__table__.foreign_keys
+    },
+    ("items", "owner_id"): ("annotators", "id"),  # an annotators.id without a foreign key (migration 0004)
+}
+"""Each column of a backup row that names another row: (table, column) -> (its table, key column)."""
+
+
+def _required(model: type[Base]) -> list[str]:
+    """The columns a backup row of ``model`` must hold: its keys, and those without a default or NULL."""
+    return [
+        c.key
+        for c in model.__table__.columns
+        if c.primary_key or (not c.nullable and c.default is None and c.server_default is None)
+    ]
+
+
+def _check(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuse a backup whose rows cannot be restored as they are: a row without a required column, two rows
+    with the same key, a row naming a row the backup does not hold (one line, naming the first problem)."""
+    keys: dict[str, set[Any]] = {name: set() for name, _ in TABLES}
+    for name, row in rows:
+        model = _MODELS[name]
+        _values(model, row)  # unknown columns, bad times
+        missing = [c for c in _required(model) if row.get(c) is None]
+        if missing:
+            raise BackupError(f"a row of {name} in the backup has no {missing[0]}: {json.dumps(row)[:60]}")
+        (pk,) = (c.key for c in model.__table__.primary_key.columns)
+        key = row[pk]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise BackupError(f"a row of {name} in the backup has a bad {pk}: {key!r}")
+        if key in keys[name]:
+            raise BackupError(f"the backup has two {name} rows with {pk} {key!r}")
+        if model is Clip and (
+            not _HASH_RE.fullmatch(str(key)) or row["ext"] not in {*_EXT_BY_FORMAT.values(), "audio"}
+        ):  # the media file's path is made of them (core.add_clip: "audio" when the format has no extension)
+            raise BackupError(f"a row of clips in the backup has a bad hash or ext: {key!r}, {row['ext']!r}")
+        keys[name].add(key)
+    for name, row in rows:
+        for (table, column), (parent, _) in REFERENCES.items():
+            value = row.get(column) if table == name else None
+            if value is not None and (not isinstance(value, (int, str)) or value not in keys[parent]):
+                raise BackupError(
+                    f"a row of {name} in the backup names {column} {value!r}, which is not in the backup's {parent}"
+                )
 
 
 def _by_table(rows: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, type[Base], list[dict]]]:
@@ -155,40 +231,60 @@ def restore(store: Any, src: str | os.PathLike[str], *, merge: bool = False) -> 
     """Rebuild ``store`` from the backup ``src`` (see the module docstring); rows added per table."""
     zf, rows = _read(src)
     with zf:
-        present = {k: v for k, v in counts(store).items() if v}
+        present = {k: v for k, v in counts(store).items() if v and k != "settings"}
         if present and not merge:
             held = ", ".join(f"{v} {k}" for k, v in present.items())
             raise BackupError(
                 f"the store is not empty ({held}); restore into an empty store, or merge with --merge"
             )
-        media = {Path(n).name: n for n in zf.namelist() if n.startswith("media/")}
         added = {name: 0 for name, _ in TABLES}
-        with store.session(write=True) as session:
-            if merge:
-                _merge(session, rows, added)
-            else:
-                for name, model, values in _by_table(rows):
-                    session.add_all(model(**v) for v in values)
-                    session.flush()  # parents first: not every foreign key has a relationship to order by
-                    added[name] = len(values)
-                session.flush()
-                if session.bind is not None and session.bind.dialect.name == "postgresql":
-                    for name, model in TABLES:
-                        if "id" in model.__table__.columns:
-                            session.execute(
-                                text(
-                                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                                    f"COALESCE((SELECT MAX(id) FROM {name}), 1))"
-                                )
-                            )
-            for clip in session.scalars(select(Clip)):  # the bytes of every clip the store now has
-                target = store.media_dir / clip.hash[:2] / clip.filename
-                if not target.is_file() and clip.filename in media:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_name(target.name + ".partial")
-                    tmp.write_bytes(zf.read(media[clip.filename]))
-                    os.replace(tmp, target)
+        try:
+            _write(store, zf, rows, merge, added)
+        except (KeyError, TypeError, AttributeError) as err:  # what _check did not foresee: still one line
+            raise BackupError(f"{Path(src).name} cannot be restored: {type(err).__name__} {err}") from None
     return added
+
+
+def _write(
+    store: Any,
+    zf: zipfile.ZipFile,
+    rows: list[tuple[str, dict[str, Any]]],
+    merge: bool,
+    added: dict[str, int],
+) -> None:
+    """Write the checked ``rows`` and the clips' bytes into ``store`` in one transaction."""
+    media = {Path(n).name: n for n in zf.namelist() if n.startswith("media/")}
+    with store.session(write=True) as session:
+        if merge:
+            _merge(session, rows, added)
+        else:
+            for name, model, values in _by_table(rows):
+                if model is Setting:  # the only table an "empty" store may hold rows of: upserted
+                    for v in values:
+                        session.merge(Setting(**v))
+                else:
+                    session.add_all(model(**v) for v in values)
+                session.flush()  # parents first: not every foreign key has a relationship to order by
+                added[name] = len(values)
+            session.flush()
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                for name, model in TABLES:
+                    if "id" in model.__table__.columns:
+                        session.execute(text(sequence_sql(name)))
+        for clip in session.scalars(select(Clip)):  # the bytes of every clip the store now has
+            target = store.media_dir / clip.hash[:2] / clip.filename
+            if not target.is_file() and clip.filename in media:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".partial")
+                tmp.write_bytes(zf.read(media[clip.filename]))
+                os.replace(tmp, target)
+
+
+def sequence_sql(table: str) -> str:
+    """PostgreSQL: move ``table``'s id sequence past its largest id, so that the next id is MAX(id) + 1, or
+    1 when the table is empty (``setval``'s third argument false: the value given is the next one)."""
+    top = f"(SELECT MAX(id) FROM {table})"
+    return f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE({top}, 1), {top} IS NOT NULL)"
 
 
 def _merge(session: Session, rows: list[tuple[str, dict[str, Any]]], added: dict[str, int]) -> None:
