@@ -8,6 +8,7 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..errors import first_line
 from .backup import BackupError, backup, restore
 from .engine import display_url
 from .store import Store
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = restore(store, args.src, merge=args.merge)
                 what = ("merged into " if args.merge else "restored into ") + display_url(store.url)
     except (BackupError, SQLAlchemyError, OSError) as err:
-        text = str(getattr(err, "orig", None) or err).strip().splitlines()
-        print(f"error: {text[0] if text else type(err).__name__}", file=sys.stderr)
+        print(f"error: {first_line(err)}", file=sys.stderr)
         return 1
     print(", ".join(f"{v} {k}" for k, v in n.items()) + f" {what}")
     return 0
