@@ -162,6 +162,15 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--runs", default=None, help="comma-separated subset of think,no-think,think@k,no-think@k")
     a = p.parse_args(argv)
+    from .errors import first_line
+    from .models import check_model_source
+
+    try:  # before the model loads: a missing set or model is one line, not a traceback
+        ev.load_items(a.data)
+        if a.model:
+            check_model_source(a.model)
+    except ValueError as err:
+        p.exit(2, f"error: {first_line(err)}\n")
     measure(
         a.model,
         a.data,

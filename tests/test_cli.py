@@ -57,6 +57,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         (["inference", "gone.wav", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
         (["store", "restore", "--db", "sqlite:///new.db", "--from", "gone.zip"], "gone.zip"),
         (["store", "backup", "--db", "notadriver://x", "--out", "out"], "cannot use database URL"),
+        (
+            ["fidelity", "--model", "gone", "--data", "items.json", "--out", "out"],
+            "no model folder at 'gone'",
+        ),
+        (["fidelity", "--data", "nothing.json", "--out", "out"], "nothing.json: cannot read"),
     ],
     ids=[
         "synth-n",
@@ -69,6 +74,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         "inference-max-new-tokens",
         "store-restore-missing-backup",
         "store-bad-url",
+        "fidelity-missing-model",
+        "fidelity-missing-data",
     ],
 )
 def test_bad_input_is_a_one_line_error(argv, says, tmp_path):
