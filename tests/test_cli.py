@@ -62,6 +62,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             "no model folder at 'gone'",
         ),
         (["fidelity", "--data", "nothing.json", "--out", "out"], "nothing.json: cannot read"),
+        (
+            ["fidelity", "--model", ".", "--data", "items.json", "--out", "out"],
+            "cannot load a model from '.'",
+        ),
+        (["warmstart", "--init", "gone", "--out", "out"], "--init: no model folder at 'gone'"),
     ],
     ids=[
         "synth-n",
@@ -76,6 +81,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         "store-bad-url",
         "fidelity-missing-model",
         "fidelity-missing-data",
+        "fidelity-not-a-model",
+        "warmstart-missing-init",
     ],
 )
 def test_bad_input_is_a_one_line_error(argv, says, tmp_path):
