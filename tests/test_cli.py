@@ -142,6 +142,13 @@ def test_train_out_an_existing_file_is_a_one_line_error(tmp_path):
     assert (tmp_path / "taken.json").read_text() == "an earlier file"
 
 
+def test_train_with_a_learned_judge_that_is_not_trained_is_a_one_line_error(tmp_path):
+    (tmp_path / "rm").mkdir()  # a reward model's --out whose training was stopped
+    argv = ["-m", "audio_thinker.train", "--judge", "learned", "--judge-model", "rm", "--out", "run"]
+    _one_line_error(_run(argv, tmp_path), "rm is not a trained reward model folder")
+    assert not (tmp_path / "run").exists()
+
+
 def test_synth_out_an_existing_file_is_a_one_line_error(tmp_path):
     (tmp_path / "taken.json").write_text("an earlier file")
     proc = _run(["-m", "audio_thinker.synth", "--out", "taken.json", "--n", "9"], tmp_path)
