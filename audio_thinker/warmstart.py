@@ -468,10 +468,10 @@ def main(argv=None) -> None:
     args = vars(parser.parse_args(argv))
     if args.get("init"):  # before --out is made: a checkpoint that is not there is one line, not a traceback
         from .errors import first_line
-        from .models import check_model_source
+        from .models import model_config
 
         try:
-            check_model_source(args["init"])
+            model_config(args["init"])
         except ValueError as err:
             parser.exit(2, f"error: --init: {first_line(err)}\n")
     if args.get("from_shipped") or args.get("init"):

@@ -67,6 +67,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             "cannot load a model from '.'",
         ),
         (["warmstart", "--init", "gone", "--out", "out"], "--init: no model folder at 'gone'"),
+        (["warmstart", "--init", ".", "--out", "out"], "--init: cannot load a model from '.'"),
     ],
     ids=[
         "synth-n",
@@ -83,6 +84,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         "fidelity-missing-data",
         "fidelity-not-a-model",
         "warmstart-missing-init",
+        "warmstart-init-not-a-model",
     ],
 )
 def test_bad_input_is_a_one_line_error(argv, says, tmp_path):
