@@ -30,11 +30,6 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model folder, hub id, or a GRPO run's final/")
@@ -54,16 +49,17 @@ def main(argv: list[str] | None = None) -> None:
 
     from app import studio
     from app.services import compare, model, state
+    from audio_thinker.errors import first_line
 
     given = {"db_url": args.db, "model_path": args.model}
     state.configure(**{k: v for k, v in given.items() if v})
     try:  # the ratings store first: a bad --db is named as such, not as a model that did not load
         state.store()
     except state.StoreUnavailable as err:
-        reason = _first_line(err.__cause__ or err)
+        reason = first_line(err.__cause__ or err, 300)
         sys.exit(f"app.py: cannot open the ratings database {state.db_label()}: {reason}")
     except ValueError as err:  # a URL no installed driver reads; the message names it
-        sys.exit(f"app.py: cannot open the ratings database: {_first_line(err)}")
+        sys.exit(f"app.py: cannot open the ratings database: {first_line(err, 300)}")
     if spaces is not None:
         compare.use_gpu_decorator(spaces.GPU)
     try:  # a model that cannot be loaded: one line saying why, not a stack trace
@@ -72,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     except state.UserError as err:
         sys.exit(f"app.py: cannot start the studio: {err}")
     except (OSError, ValueError) as err:
-        sys.exit(f"app.py: cannot start the studio: {model.model_name()} did not load ({_first_line(err)})")
+        sys.exit(
+            f"app.py: cannot start the studio: {model.model_name()} did not load ({first_line(err, 300)})"
+        )
     overrides: dict[str, object] = {}
     if args.port:
         overrides["server_port"] = args.port

@@ -25,9 +25,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import evaluate as ev
 from .prompts import NO_THINK, THINK
+
+if TYPE_CHECKING:
+    from .inference import AudioLM
 
 TARGETS = {
     "think_hard": (0.40, 0.80),
@@ -101,11 +105,14 @@ def measure(
     limit: int | None = None,
     batch_size: int = 32,
     runs=None,
+    lm: AudioLM | None = None,
 ) -> dict:
+    """Run the four evaluations of ``model`` (or of ``lm``, already loaded) on ``data``, write them under
+    ``out`` and return the summary (see the module docstring)."""
     from .inference import AudioLM
     from .judges import make_judge
 
-    lm = AudioLM.from_pretrained(model)
+    lm = lm or AudioLM.from_pretrained(model)
     judge = make_judge("oracle")
     items = ev.load_items(data)[:limit]
     out_dir = Path(out)
@@ -162,6 +169,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--runs", default=None, help="comma-separated subset of think,no-think,think@k,no-think@k")
     a = p.parse_args(argv)
+    from .errors import first_line
+    from .inference import AudioLM
+
+    try:  # a missing set, or a model that cannot be loaded: one line, not a traceback
+        ev.load_items(a.data)
+        lm = AudioLM.from_pretrained(a.model)
+    except ValueError as err:
+        p.exit(2, f"error: {first_line(err)}\n")
     measure(
         a.model,
         a.data,
@@ -172,6 +187,7 @@ def main(argv=None) -> None:
         limit=a.limit,
         batch_size=a.batch_size,
         runs=a.runs.split(",") if a.runs else None,
+        lm=lm,
     )
 
 

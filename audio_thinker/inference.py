@@ -290,6 +290,7 @@ class AudioLM:
 def main(argv: Sequence[str] | None = None) -> None:
     """Answer one question about one clip and print the completion and its parsed answer."""
     from .audio import DEFAULT_SAMPLING_RATE, AudioError, load_audio
+    from .errors import first_line
     from .models import check_model_source, default_model_path
     from .prompts import MODES
 
@@ -309,13 +310,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         audio = load_audio(args.clip)  # refused before the model loads
         source = check_model_source(args.model or default_model_path())
     except (AudioError, ValueError) as err:
-        p.exit(2, f"error: {str(err).strip().splitlines()[0]}\n")
+        p.exit(2, f"error: {first_line(err)}\n")
     lm = AudioLM.from_pretrained(source, max_new_tokens=args.max_new_tokens)
     try:
         clip = audio if lm.sampling_rate == DEFAULT_SAMPLING_RATE else args.clip  # else decoded at its rate
         ans = lm.answer(clip, args.question, args.choices, args.mode)
     except ValueError as err:  # a question or choices the prompt refuses
-        p.exit(2, f"error: {str(err).strip().splitlines()[0]}\n")
+        p.exit(2, f"error: {first_line(err)}\n")
     print(ans.text)
     print(f"answer: {ans.answer} ({ans.output_mode}, {ans.completion_tokens} tokens, {ans.latency_s:.2f} s)")
 

@@ -376,6 +376,21 @@ def check_model_source(path: str | os.PathLike) -> str:
     return path
 
 
+def model_config(path: str | os.PathLike) -> Any:
+    """The ``AutoConfig`` of the model at ``path`` (a folder or hub id, or a PEFT adapter: its base's); a one-line
+    ValueError when it holds none (e.g. the folder of a run that was stopped before it saved a model)."""
+    from transformers import AutoConfig
+
+    path = check_model_source(path)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.exists():
+        return model_config(json.loads(adapter.read_text())["base_model_name_or_path"])
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load a model from {path!r}: {err}") from err
+
+
 def load_policy(
     path: str | os.PathLike | None = None,
     *,
@@ -388,7 +403,7 @@ def load_policy(
     ``allow_text`` also accepts a text-only causal LM, returned with its tokenizer as the processor
     (the trainer runs on those too, e.g. to compare with TRL on the same model).
     """
-    from transformers import AutoConfig, AutoProcessor
+    from transformers import AutoProcessor
 
     path = check_model_source(path or default_model_path())
     adapter = Path(path) / "adapter_config.json"
@@ -403,10 +418,7 @@ def load_policy(
         return model.eval(), AutoProcessor.from_pretrained(
             path if (Path(path) / "processor_config.json").exists() else base_path
         )
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot load a model from {path!r}: {err}") from err
+    config = model_config(path)
     if allow_text and config.model_type not in SUPPORTED_ARCHITECTURES:
         from transformers import AutoModelForCausalLM
 

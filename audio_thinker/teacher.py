@@ -243,7 +243,8 @@ def _perceived(
     return Target(_trace(task, events, *derived), derived[0], [])
 
 
-def _apply_systematic(name: str, item: dict, events: list[synth.Event]) -> Target | None:
+def _apply_systematic(name: str, item: dict, events: list[synth.Event], why: str) -> Target | None:
+    """The keyed flaw ``name`` applied to the item (``why``: its gold derivation sentence); None: no target."""
     task, answer = item["sub-category"], item["answer"]
     if name == "middle_heard_low":
         return _perceived(task, [dataclasses.replace(events[0], pitch="low")], answer, None)
@@ -276,7 +277,7 @@ def _apply_systematic(name: str, item: dict, events: list[synth.Event]) -> Targe
         return Target(_trace(task, events, synth.ORDINALS[j], why), synth.ORDINALS[j], [])
     if name == "long_last_ramble":
         return None  # handled as a ramble by the caller
-    return _apply_right_answer(name, item, events)
+    return _apply_right_answer(name, item, events, why)
 
 
 def _claim_length_flipped(trace: str, k: int) -> str:
@@ -293,11 +294,10 @@ def _claim_length_flipped(trace: str, k: int) -> str:
     return trace[: m.start()] + new + trace[m.end() :]
 
 
-def _apply_right_answer(name: str, item: dict, events: list[synth.Event]) -> Target:
-    """A flawed trace that still ends in the item's (right) answer (:data:`RIGHT_ANSWER_FLAWS`)."""
+def _apply_right_answer(name: str, item: dict, events: list[synth.Event], why: str) -> Target:
+    """A flawed trace that still ends in the item's (right) answer (:data:`RIGHT_ANSWER_FLAWS`); ``why``: the
+    gold derivation sentence, which some flaws edit."""
     task, answer = item["sub-category"], item["answer"]
-    derived = synth.derive(task, events)
-    why = derived[1] if derived else ""
     if name == "chirp_heard_flipped":
         ev = events[0]
         heard = [dataclasses.replace(ev, f_start=ev.f_end, f_end=ev.f_start)]
@@ -402,7 +402,7 @@ def think_target(item: dict, rng: np.random.Generator, cfg: TeacherConfig) -> Ta
     if name in cfg.systematic and rng.random() < cfg.systematic_rate:
         if name == "long_last_ramble":
             ramble = True
-        elif (flawed := _apply_systematic(name, item, events)) is not None:
+        elif (flawed := _apply_systematic(name, item, events, gold_why)) is not None:
             target = Target(flawed.trace, flawed.answer, [name])
     if not target.flaws:
         r = rng.random()

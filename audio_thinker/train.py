@@ -28,6 +28,7 @@ from .config_args import config_parser
 from .grpo import train
 from .grpo_config import GRPOConfig
 from .judges import llm_judge_source
+from .judges.learned import read_reward_model
 from .models import check_model_source, default_model_path
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -102,6 +103,8 @@ def main(argv=None) -> None:
         check_model_source(cfg.model or default_model_path())
         if cfg.judge == "llm":
             llm_judge_source(cfg.judge_model)
+        if cfg.judge == "learned":
+            read_reward_model(cfg.judge_model)
     except ValueError as err:
         p.exit(2, f"error: {err}\n")
     result = train(cfg)

@@ -464,7 +464,16 @@ def _parser():
 
 
 def main(argv=None) -> None:
-    args = vars(_parser().parse_args(argv))
+    parser = _parser()
+    args = vars(parser.parse_args(argv))
+    if args.get("init"):  # before --out is made: a checkpoint that is not there is one line, not a traceback
+        from .errors import first_line
+        from .models import model_config
+
+        try:
+            model_config(args["init"])
+        except ValueError as err:
+            parser.exit(2, f"error: --init: {first_line(err)}\n")
     if args.get("from_shipped") or args.get("init"):
         args = FINETUNE_DEFAULTS | args
     train(WarmstartConfig(**args))

@@ -131,7 +131,8 @@ def _texts(completions) -> list[str]:
 
 def trl_reward_funcs(reward_set: str = "grpo") -> tuple[list, list[float]]:
     """The project's reward functions of ``reward_set`` (:func:`audio_thinker.rewards.reward_functions`) in
-    TRL's calling convention, and their weights (TRL's ``reward_weights``): the same code scores both runs."""
+    TRL's calling convention, and their weights (TRL's ``reward_weights``): the same code scores both runs, by
+    construction (so the benchmark times the trainers on one objective; it checks nothing about the rewards)."""
     funcs = []
     for rf in reward_functions(reward_set):
 
@@ -277,17 +278,22 @@ def check_prompt_tokens(model_dir: Path, cfg: grpo.GRPOConfig) -> tuple[bool, fl
     return same, sum(lengths) / len(lengths)
 
 
-def check_reward_equivalence(completions_file: Path) -> tuple[int, int]:
-    """Re-score our trainer's logged completions with the TRL reward functions; count agreements."""
+def check_advantages(completions_file: Path, group_size: int = G) -> tuple[int, int]:
+    """Our trainer's logged advantages against TRL's group normalisation of its logged rewards, computed apart
+    from our code: ``(r - group mean) / (group std + 1e-4)`` with TRL's ``nanstd`` (the sample std), as
+    ``GRPOTrainer`` does for ``scale_rewards="group"``. Returns (completions that agree, completions).
+
+    The rewards are not checked: both trainers score with the same functions (:func:`trl_reward_funcs`)."""
+    from trl.trainer.utils import nanstd
+
     recs = [json.loads(line) for line in completions_file.read_text().splitlines() if line.strip()]
-    comps = [r["completion"] for r in recs]
-    answers = [r["answer"] for r in recs]
-    choices = [r["choices"] for r in recs]
-    ours = [r["total"] for r in recs]
-    funcs, weights = trl_reward_funcs()
-    terms = [f(prompts=None, completions=comps, answer=answers, choices=choices) for f in funcs]
-    theirs = [sum(w * t[k] for w, t in zip(weights, terms, strict=True)) for k in range(len(recs))]
-    return sum(abs(x - y) < 1e-9 for x, y in zip(ours, theirs, strict=True)), len(recs)
+    rewards = torch.tensor([r["total"] for r in recs], dtype=torch.float32)  # a group: G consecutive rows
+    grouped = rewards.view(-1, group_size)
+    mean = torch.nanmean(grouped, dim=1).repeat_interleave(group_size)
+    std = nanstd(grouped, dim=1).repeat_interleave(group_size)
+    theirs = (rewards - mean) / (std + 1e-4)
+    ours = torch.tensor([r["advantage"] for r in recs], dtype=torch.float32)
+    return int(torch.isclose(ours, theirs, rtol=1e-4, atol=1e-5).sum()), len(recs)
 
 
 def median_after_warmup(times: list[float], warmup: int) -> float:
@@ -359,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
             with contextlib.redirect_stderr(sys.stderr if args.verbose else io.StringIO()):
                 runs[name] = fn(model_dir, tmp / f"out_{name}", args)
             print(f"[{name}] {args.steps} steps done in {time.perf_counter() - t:.1f} s (incl. setup)")
-        agree, total = check_reward_equivalence(runs["ours"]["completions"])
+        agree, total = check_advantages(runs["ours"]["completions"])
 
     med = {k: median_after_warmup(v["times"], args.warmup) for k, v in runs.items()}
     print()
@@ -385,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
         "ours, mean step split after warm-up: "
         + ", ".join(f"{k} {v:.3f} s ({100 * v / total_s:.0f}%)" for k, v in split.items())
     )
-    print(f"reward check: TRL reward functions reproduce our trainer's reward on {agree}/{total} completions")
+    print(
+        f"advantage check: TRL's group normalisation gives our trainer's advantage on {agree}/{total} completions"
+    )
     print(f"speedup_vs_trl: {med['trl'] / med['ours']:.2f}")
 
 

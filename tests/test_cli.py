@@ -10,7 +10,18 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["synth", "evaluate", "train", "warmstart", "reward_model", "ablate", "fidelity", "raters"]
+COMMANDS = [
+    "synth",
+    "evaluate",
+    "train",
+    "warmstart",
+    "reward_model",
+    "ablate",
+    "fidelity",
+    "store",
+    "inference",
+    "raters",
+]
 
 
 @pytest.mark.parametrize("module", COMMANDS)
@@ -42,11 +53,44 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
             ["evaluate", "--data", "items.json", "--out", "out"],
             "1 of 1 items have a clip that cannot be used",
         ),
+        (["inference", "gone.wav"], "gone.wav: file not found"),
+        (["inference", "taken.json"], "taken.json: not a recognised audio file"),
+        (["inference", "gone.wav", "--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
+        (["store", "restore", "--db", "sqlite:///new.db", "--from", "gone.zip"], "gone.zip"),
+        (["store", "backup", "--db", "notadriver://x", "--out", "out"], "cannot use database URL"),
+        (
+            ["fidelity", "--model", "gone", "--data", "items.json", "--out", "out"],
+            "no model folder at 'gone'",
+        ),
+        (["fidelity", "--data", "nothing.json", "--out", "out"], "nothing.json: cannot read"),
+        (
+            ["fidelity", "--model", ".", "--data", "items.json", "--out", "out"],
+            "cannot load a model from '.'",
+        ),
+        (["warmstart", "--init", "gone", "--out", "out"], "--init: no model folder at 'gone'"),
+        (["warmstart", "--init", ".", "--out", "out"], "--init: cannot load a model from '.'"),
     ],
-    ids=["synth-n", "evaluate-limit", "evaluate-batch-size", "evaluate-out-file", "evaluate-missing-clip"],
+    ids=[
+        "synth-n",
+        "evaluate-limit",
+        "evaluate-batch-size",
+        "evaluate-out-file",
+        "evaluate-missing-clip",
+        "inference-missing-clip",
+        "inference-not-audio",
+        "inference-max-new-tokens",
+        "store-restore-missing-backup",
+        "store-bad-url",
+        "fidelity-missing-model",
+        "fidelity-missing-data",
+        "fidelity-not-a-model",
+        "warmstart-missing-init",
+        "warmstart-init-not-a-model",
+    ],
 )
 def test_bad_input_is_a_one_line_error(argv, says, tmp_path):
-    """This checkout's commands, as a user runs them: exit status 2, one line on stderr, no traceback."""
+    """This checkout's commands, as a user runs them: a non-zero exit (2; the store's 1), one line on
+    stderr, no traceback."""
     (tmp_path / "items.json").write_text(
         '[{"audio_id": "gone.wav", "question": "q?", "choices": ["a", "b"], "answer": "a"}]'
     )
@@ -61,7 +105,8 @@ def test_bad_input_is_a_one_line_error(argv, says, tmp_path):
         timeout=300,
     )
     err = proc.stderr.strip()
-    assert proc.returncode == 2 and "\n" not in err and err.startswith("error: ") and says in err, err
+    code = 1 if module == "store" else 2
+    assert proc.returncode == code and "\n" not in err and err.startswith("error: ") and says in err, err
     assert not (tmp_path / "out").exists()
     assert (tmp_path / "taken.json").read_text() == "an earlier evaluation"
 
@@ -98,6 +143,13 @@ def test_train_out_an_existing_file_is_a_one_line_error(tmp_path):
     proc = _run(["-m", "audio_thinker.train", "--out", "taken.json", "--max-steps", "1"], tmp_path)
     _one_line_error(proc, "--out taken.json", "is a file")
     assert (tmp_path / "taken.json").read_text() == "an earlier file"
+
+
+def test_train_with_a_learned_judge_that_is_not_trained_is_a_one_line_error(tmp_path):
+    (tmp_path / "rm").mkdir()  # a reward model's --out whose training was stopped
+    argv = ["-m", "audio_thinker.train", "--judge", "learned", "--judge-model", "rm", "--out", "run"]
+    _one_line_error(_run(argv, tmp_path), "rm is not a trained reward model folder")
+    assert not (tmp_path / "run").exists()
 
 
 def test_synth_out_an_existing_file_is_a_one_line_error(tmp_path):

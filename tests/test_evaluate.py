@@ -61,6 +61,26 @@ def test_cli_writes_predictions_and_metrics(synth_set, tmp_path, monkeypatch, ra
     assert str(out / "metrics.json") in said
 
 
+def test_cli_decodes_each_clip_once(synth_set, tmp_path, monkeypatch, random_lm):
+    """The clip check before the model loads decodes every clip; the evaluation reuses them (it decoded each
+    clip a second time)."""
+    from audio_thinker import audio
+
+    decoded: list[str] = []
+    real_load = audio._load
+
+    def counting_load(source, *args):
+        decoded.append(str(source))
+        return real_load(source, *args)
+
+    monkeypatch.setattr(audio, "_load", counting_load)
+    monkeypatch.setattr(
+        "audio_thinker.inference.AudioLM.from_pretrained", classmethod(lambda cls, path=None: random_lm)
+    )
+    ev.main(["--data", str(synth_set), "--mode", "no-think", "--out", str(tmp_path / "eval"), "--limit", "5"])
+    assert len(decoded) == len(set(decoded)) == 5, decoded
+
+
 def test_metrics_by_difficulty_hand_computed():
     rows = [
         {

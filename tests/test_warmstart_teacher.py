@@ -9,6 +9,7 @@ import pytest
 
 from audio_thinker import synth, teacher, warmstart
 from audio_thinker.judges import JudgeRequest, make_judge
+from audio_thinker.models import TINY_MODEL_DIR
 from audio_thinker.rewards import match_choice
 
 ORACLE = make_judge("oracle")
@@ -218,7 +219,8 @@ def test_cli_from_shipped_fills_fine_tuning_defaults(monkeypatch):
     assert cfg.warmup_steps == warmstart.FINETUNE_DEFAULTS["warmup_steps"]
     assert cfg.teacher_config().systematic == teacher.ALL_FLAWS
     # the #16 base's teacher: its keyed flaws only, none that keeps the answer right
-    warmstart.main(["--init", "b", "--teacher", "flawed", "--out", "x", "--systematic", "wrong-answer"])
+    base = str(TINY_MODEL_DIR)  # a checkpoint that is there: main checks --init before training
+    warmstart.main(["--init", base, "--teacher", "flawed", "--out", "x", "--systematic", "wrong-answer"])
     assert got.pop("cfg").teacher_config().systematic == teacher.SYSTEMATIC_FLAWS
     warmstart.main(["--out", "y"])  # from scratch: the original recipe's defaults
     cfg = got.pop("cfg")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from audio_thinker.errors import first_line
 from audio_thinker.rewards import sentence_spans as sentence_spans  # the rating panel's steps
 from audio_thinker.store import MAX_COMMENT_CHARS as MAX_COMMENT_CHARS  # the comment box's limit
 from audio_thinker.store import MAX_LEAD_TIME_S as MAX_LEAD_TIME_S  # the longest rating time stored
@@ -71,8 +72,7 @@ def judge_problem() -> str | None:
 
 def _judge_failed(what: str, err: Exception) -> None:
     """Log a reward-model failure and keep its one-line reason for :func:`judge_problem`."""
-    text = str(err).strip()
-    reason = scrub(text.splitlines()[0] if text else type(err).__name__)[:200]
+    reason = scrub(first_line(err))[:200]
     log.warning("learned judge: could not %s: %s: %s", what, type(err).__name__, err)
     STATE.judge_problem = f"The reward model could not {what} ({reason}); the queue is oldest first."
 

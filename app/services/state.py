@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from audio_thinker.audio import AudioError
+from audio_thinker.errors import first_line
 from audio_thinker.inference import AudioLM
 from audio_thinker.store import (
     AccessDeniedError,
@@ -197,8 +198,7 @@ def mask_passwords(message: str) -> str:
 
 
 def _db_message(err: Exception) -> str:
-    text = str(getattr(err, "orig", None) or err).strip()
-    reason = mask_passwords(text.splitlines()[0] if text else "")[:200]
+    reason = mask_passwords(first_line(err))[:200]
     return f"The ratings database is unavailable ({reason}). Nothing was saved; please try again."
 
 

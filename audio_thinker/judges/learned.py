@@ -47,6 +47,7 @@ __all__ = [
     "apply_calibration",
     "encode",
     "load_tokenizer",
+    "read_reward_model",
     "reference_text",
     "render",
     "render_completion",
@@ -233,6 +234,27 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 # The judge
 
 
+def read_reward_model(path: str | os.PathLike[str] | None) -> tuple[dict, dict]:
+    """The metadata and calibration of a ``reward_model train --out`` folder, checked; a one-line ValueError
+    when ``path`` is missing, is not such a folder, or holds another input format."""
+    if path is None:
+        raise ValueError(
+            "the learned judge needs path=DIR (python -m audio_thinker.reward_model train --out DIR)"
+        )
+    folder = Path(path)
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        calibration = json.loads((folder / CALIBRATION_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{folder} is not a trained reward model folder: {err}") from err
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{folder} was trained on input format {meta.get('format_version')}, this version reads format "
+            f"{FORMAT_VERSION}; retrain it (python -m audio_thinker.reward_model train)"
+        )
+    return meta, calibration
+
+
 class LearnedJudge:
     """The trained reward model as a judge: ``Verdict(consistent = P(consistent) >= 0.5, quality =
     calibrated reward)``; an empty think gives ``Verdict(0, 0.0)``. ``path`` is a ``train --out`` folder."""
@@ -242,21 +264,8 @@ class LearnedJudge:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, batch_size: int = 32, device: str | None = None
     ):
-        if path is None:
-            raise ValueError(
-                "the learned judge needs path=DIR (python -m audio_thinker.reward_model train --out DIR)"
-            )
-        folder = Path(path)
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-            calibration = json.loads((folder / CALIBRATION_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{folder} is not a trained reward model folder: {err}") from err
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{folder} was trained on input format {meta.get('format_version')}, this version reads format "
-                f"{FORMAT_VERSION}; retrain it (python -m audio_thinker.reward_model train)"
-            )
+        meta, calibration = read_reward_model(path)
+        folder = Path(str(path))
         torch = torch_setup()
         from transformers import AutoModelForSequenceClassification
 

@@ -13,7 +13,16 @@ from typing import Any
 
 from ..rewards import sentences
 
-__all__ = ["Claim", "Event", "ParsedTrace", "Statement", "Tally", "parse_trace", "trace_sentences"]
+__all__ = [
+    "RE_TALLY",
+    "Claim",
+    "Event",
+    "ParsedTrace",
+    "Statement",
+    "Tally",
+    "parse_trace",
+    "trace_sentences",
+]
 
 _ATTR_WORDS = {
     "low": ("pitch", "low"),
@@ -89,7 +98,8 @@ _RE_ODD_NAMED = re.compile(  # "three beeps are low, the high one is beep 3" (go
     rf"^(\w+) beeps? (?:are|is) {_PITCH}(?:,? (?:and|but|while|whereas))?,?"
     rf" the {_PITCH} (?:one|beep) is beep {_INT}$"
 )
-_RE_TALLY = re.compile(rf"\( ?{_INT} ?(high|low)s? ?(?:, and |, | and | ?/ ?| )?{_INT} ?(high|low)s? ?\)")
+RE_TALLY = re.compile(rf"\( ?{_INT} ?(high|low)s? ?(?:, and |, | and | ?/ ?| )?{_INT} ?(high|low)s? ?\)")
+"""A running tally, "(2 high, 1 low)": groups (number, high | low, number, high | low)."""
 _RE_PAREN = re.compile(r"\([^()]*\)?")
 _RE_LONGEST = re.compile(
     rf"^(?:the )?(?:long|longest|longer) (?:one|beep) is beep {_INT}$|^beep {_INT} is the (?:long|longest)(?: one)?$"
@@ -198,7 +208,7 @@ def _split_tallies(s: str) -> tuple[str, list[Tally]]:
         tallies.append(Tally(int(a), int(b)) if word_a == "high" else Tally(int(b), int(a)))
         return " "
 
-    rest = _RE_TALLY.sub(take, s)
+    rest = RE_TALLY.sub(take, s)
     if tallies:
         rest = re.sub(r" ?: ?", ": ", _SPACES.sub(" ", rest)).replace(" ,", ",").strip(" ,:")
     return rest, tallies

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config_args import config_field as _arg
 from ..judges import JudgeRequest, make_judge
+from ..judges.oracle_grammar import RE_TALLY, parse_trace
 from ..rewards import sentences
 from .data import BOOTSTRAP_RUN, CORRUPTED_RUN, RewardModelError
 
@@ -45,7 +46,6 @@ class BootstrapConfig:
 
 
 ORACLE = "oracle"
-_EVENT_SENTENCE = re.compile(r"^(?:Beep \d+|At \d)")
 _SWAPS = {
     "low": "high", "high": "low", "middle": "low", "short": "long", "long": "short",
     "loud": "quiet", "quiet": "loud", "up": "down", "down": "up",
@@ -62,21 +62,28 @@ def corrupt_trace(item: Mapping[str, Any], rng: random.Random) -> tuple[str, str
     ``drop`` (one of several event sentences removed), ``count`` ("That is N beeps" off by one), ``tally``
     (one running tally off by one), ``conclusion`` (stated conclusion and answer both another choice),
     ``answer`` (only the answer changed). The oracle then rates the result like any trace: most kinds
-    lower the quality, ``conclusion`` and ``answer`` break only the consistency.
+    lower the quality, ``conclusion`` and ``answer`` break only the consistency. The event, count and
+    concluding sentences are found with the oracle judge's parser (:mod:`..judges.oracle_grammar`).
     """
     think, answer = str(item["reasoning"]), str(item["answer"])
     others = [c for c in item["choices"] if c != answer] or [answer]
     parts = sentences(think)
-    events = [i for i, s in enumerate(parts) if _EVENT_SENTENCE.match(s)]
+    parsed = [parse_trace(s) for s in parts]  # each sentence as the oracle reads it
+    events = [i for i, p in enumerate(parsed) if p.claims]
     attr_re = re.compile(r"\b(?:" + "|".join(_SWAPS) + r")\b(?! high| low)")
     spots = {
         "fact": [(i, m) for i in events for m in attr_re.finditer(parts[i].split("(")[0])],
         "onset": [(i, m) for i in events for m in re.finditer(r"\bat (\d+\.\d) s", parts[i])],
         "drop": [(i, None) for i in events] if len(events) >= 2 else [],
-        "count": [(i, m) for i, s in enumerate(parts) if (m := re.match(r"That is (\d+) beeps?\.", s))],
-        "tally": [(i, m) for i in events for m in re.finditer(r"\((\d+) high, (\d+) low\)", parts[i])],
-        "conclusion": [(0, None)]
-        if re.search(r"So the answer is .*\.$", think) and others != [answer]
+        "count": [
+            (i, st.number)
+            for i, p in enumerate(parsed)
+            for st in p.statements
+            if st.kind == "count" and st.tones_only
+        ],
+        "tally": [(i, m) for i in events for m in RE_TALLY.finditer(parts[i])],
+        "conclusion": [(i, None) for i, p in enumerate(parsed) if p.conclusions]
+        if others != [answer]
         else [],
         "answer": [(0, None)],
     }
@@ -93,17 +100,17 @@ def corrupt_trace(item: Mapping[str, Any], rng: random.Random) -> tuple[str, str
     elif kind == "drop":
         del parts[i]
     elif kind == "count":
-        n = int(m.group(1))
+        n = m  # the count the oracle read
         n2 = n + 1 if n <= 1 or rng.random() < 0.5 else n - 1
         parts[i] = f"That is {n2} beep{'s' if n2 != 1 else ''}."
     elif kind == "tally":
-        g = rng.choice((1, 2))
+        g = rng.choice((1, 3))  # the tally's two numbers
         value = int(m.group(g))
         value = value + 1 if value == 0 or rng.random() < 0.5 else value - 1
         parts[i] = s[: m.start(g)] + str(value) + s[m.end(g) :]
     elif kind == "conclusion":
-        other = rng.choice(others)
-        return re.sub(r"So the answer is .*\.$", f"So the answer is {other}.", think), other, kind
+        answer = rng.choice(others)
+        parts[i] = f"So the answer is {answer}."
     else:
         return think, rng.choice(others), kind
     return " ".join(parts), answer, kind

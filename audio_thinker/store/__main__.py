@@ -8,7 +8,8 @@ import sys
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .backup import BackupError, backup, restore
+from ..errors import first_line
+from .backup import backup, restore
 from .engine import display_url
 from .store import Store
 
@@ -36,9 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 n = restore(store, args.src, merge=args.merge)
                 what = ("merged into " if args.merge else "restored into ") + display_url(store.url)
-    except (BackupError, SQLAlchemyError, OSError) as err:
-        text = str(getattr(err, "orig", None) or err).strip().splitlines()
-        print(f"error: {text[0] if text else type(err).__name__}", file=sys.stderr)
+    except (ValueError, SQLAlchemyError, OSError) as err:  # ValueError: a BackupError, a URL no driver reads
+        print(f"error: {first_line(err)}", file=sys.stderr)
         return 1
     print(", ".join(f"{v} {k}" for k, v in n.items()) + f" {what}")
     return 0

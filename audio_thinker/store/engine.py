@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from ..errors import first_line
+
 DEFAULT_URL = "sqlite:///annotations/ratings.db"
 """Database used when neither an explicit URL nor ``$AUDIO_THINKER_DB`` is given."""
 DB_ENV = "AUDIO_THINKER_DB"
@@ -59,7 +61,7 @@ def make_engine(url: str) -> Engine:
         db_file = _sqlite_file(url)
         engine = create_engine(url)
     except (ArgumentError, ImportError) as err:  # a malformed URL, an unknown dialect, a missing driver
-        raise ValueError(f"cannot use database URL {url!r}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"cannot use database URL {url!r}: {first_line(err)}") from None
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
     if engine.dialect.name == "sqlite":
