@@ -8,10 +8,12 @@
 #   1. fresh evaluation sets (seeds no training uses: 2323, 2424; shifted 2525)
 #   2. the base against the paper's conditions (fidelity) on 2323 and 2424
 #   3. the ablation: grpo, atar, atar+rc, full x training seeds 0, 1 (60 steps each), and beside it the
-#      default run (configs/tiny.yaml, 120 steps); the evaluations, the default run's on 2323 / 2525
+#      default run (configs/tiny.yaml, 120 steps); the evaluations, the default run's on 2323 / 2525 (and in
+#      think mode on 2323)
 #   4. the ablation's third training seed, and its table over seeds 0, 1, 2
 #   5. the no-think R_c rule against the paper's at w_c 0.5 and 2 (full, seeds 0 and 1, 60 steps)
 #   6. the learned judge on the base's traces: bootstrap 500 items into a fresh store, train the reward model
+#   7. benchmarks/paired_think.py: each adaptive model against the base on the items it thinks on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/h23}
@@ -83,6 +85,7 @@ evaluate "$BASE" no-think std-2323 "$OUT/eval/base-no-think-2323"
 evaluate "$BASE" think shift-2525 "$OUT/eval/base-think-2525"
 evaluate "$OUT/default/run/final" adaptive std-2323 "$OUT/eval/default-adaptive-2323"
 evaluate "$OUT/default/run/final" adaptive shift-2525 "$OUT/eval/default-adaptive-2525"
+evaluate "$OUT/default/run/final" think std-2323 "$OUT/eval/default-think-2323"
 wait
 # the third seed, then the table over all three
 ablate --out "$OUT/ablation" --seeds 2 --sets atar,atar+rc >"$OUT/ablation-seed2a.log" 2>&1 &
@@ -107,4 +110,16 @@ mkdir -p "$OUT/rm"
 }
 [ -f "$OUT/rm/model/metrics.json" ] || python -m audio_thinker.reward_model train --db "sqlite:///$OUT/rm/ratings.db" \
   --out "$OUT/rm/model" >"$OUT/rm/train.log" 2>&1
+# the judge's numbers on the items each adaptive model thinks on, against the base on the same items
+paired() {  # $1: reference predictions, $2: run predictions, $3: out
+  [ -f "$3" ] || python benchmarks/paired_think.py --ref "$1" --run "$2" --out "$3" >/dev/null
+}
+paired "$OUT/eval/base-think-2323/predictions.json" "$OUT/eval/default-adaptive-2323/predictions.json" \
+  "$OUT/eval/paired-default-2323.json"
+for set in atar atar+rc full; do
+  for seed in 0 1 2; do
+    paired "$OUT/ablation/eval/base/standard/predictions.json" \
+      "$OUT/ablation/eval/$set/seed-$seed/standard/predictions.json" "$OUT/ablation/paired-$set-$seed.json"
+  done
+done
 echo "done: $OUT (ablation: $OUT/ablation/ablation.md)"
