@@ -323,14 +323,18 @@ def run_session(cfg: RatersConfig, store: Any, noise: NoiseModel | None = None) 
     return [one(r) for r in range(k)]
 
 
+def _parser():
+    """The CLI's parser: a flag and a help line for each field of :class:`RatersConfig` and :class:`NoiseModel`."""
+    return config_parser(
+        [RatersConfig, NoiseModel], prog="python -m audio_thinker.raters", description=__doc__
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: a summary line per rater; one-line errors with exit status 2."""
     from .store import Store, _sqlite_file, database_url
 
-    parser = config_parser(
-        [RatersConfig, NoiseModel], prog="python -m audio_thinker.raters", description=__doc__
-    )
-    cfg, noise = parser.parse_args_into_dataclasses(args=argv)
+    cfg, noise = _parser().parse_args_into_dataclasses(args=argv)
     try:
         cfg.check()
         noise.check()

@@ -229,7 +229,7 @@ def _subparser(parser, name: str):
 
 def _config_clis():
     """(name, config dataclass, its parser, the arguments it requires) for each command with a config."""
-    from audio_thinker import ablate, train, warmstart
+    from audio_thinker import ablate, raters, train, warmstart
     from audio_thinker.grpo_config import GRPOConfig
     from audio_thinker.reward_model import cli as rm_cli
     from audio_thinker.reward_model.bootstrap import BootstrapConfig
@@ -249,11 +249,15 @@ def _config_clis():
             _subparser(rm, "export"),
             ["--out", "p.jsonl", "--format", "trl"],
         ),
+        ("raters", raters.RatersConfig, raters._parser(), []),
+        ("raters noise", raters.NoiseModel, raters._parser(), []),
     ]
 
 
 @pytest.mark.parametrize(
-    "index", range(6), ids=["train", "warmstart", "ablate", "rm-bootstrap", "rm-train", "rm-export"]
+    "index",
+    range(8),
+    ids=["train", "warmstart", "ablate", "rm-bootstrap", "rm-train", "rm-export", "raters", "raters-noise"],
 )
 def test_each_cli_has_a_flag_with_help_for_every_config_field_and_the_same_defaults(index):
     import dataclasses
