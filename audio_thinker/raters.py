@@ -43,6 +43,7 @@ from typing import Any
 
 from .config_args import config_field as _arg
 from .config_args import config_parser
+from .errors import first_line
 from .judges import JudgeRequest
 from .judges.oracle import OracleJudge
 from .rewards import quantize_quality, sentence_spans
@@ -61,6 +62,12 @@ __all__ = [
     "run_rater",
     "run_session",
 ]
+
+EMPTY_QUEUE = (
+    "; its queue was empty: seed the store (python -m audio_thinker.reward_model bootstrap --db URL --n 50) "
+    "or ask questions in the studio's Ask & compare"
+)
+"""The summary's remark for a rater that found nothing to rate."""
 
 QUEUE_LIMIT = 200
 """Traces asked of ``/queue`` at a time (the studio's largest)."""
@@ -153,6 +160,7 @@ class RaterResult:
             f"rater {self.rater} ({self.annotator}): {len(self.labels)} traces, {submitted} submitted, "
             f"{len(self.labels) - submitted} skipped, {self.no_truth} without ground truth passed over, "
             f"{len(self.votes)} votes; bias {self.bias:+.3f}; {self.seconds:.1f} s, /rate p50 {p50:.2f} s"
+            + (EMPTY_QUEUE if not self.labels and not self.no_truth else "")
         )
 
 
@@ -348,8 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # the studio refused a call (gradio_client's AppError), the store failed
-        text = str(err).strip().splitlines()
-        print(f"error: {type(err).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        print(f"error: {type(err).__name__}: {first_line(err)}", file=sys.stderr)
         return 2
     for r in results:
         print(r.summary())

@@ -11,7 +11,16 @@ import pytest
 from audio_thinker import synth
 from audio_thinker.judges import JudgeRequest
 from audio_thinker.judges.oracle import OracleJudge
-from audio_thinker.raters import Label, NoiseModel, RatersConfig, RatersError, main, noisy_label, run_session
+from audio_thinker.raters import (
+    Label,
+    NoiseModel,
+    RaterResult,
+    RatersConfig,
+    RatersError,
+    main,
+    noisy_label,
+    run_session,
+)
 from audio_thinker.rewards import sentence_spans
 
 USERS = {"ann": "a", "bea": "b", "cal": "c", "dot": "d", "eve": "e"}
@@ -68,6 +77,13 @@ def test_the_noise_model():
         for k in range(50)
     }
     assert draws <= {k / 10 for k in range(11)} and len(draws) > 3  # the 0.1 grid, spread
+
+
+def test_a_rater_with_an_empty_queue_is_told_how_to_fill_it():
+    empty = RaterResult(rater=0, annotator="ann", bias=0.0).summary()
+    assert "0 traces" in empty and "queue was empty" in empty and "bootstrap" in empty
+    busy = RaterResult(rater=0, annotator="ann", bias=0.0, labels=[Label(1, "skipped")]).summary()
+    assert "queue was empty" not in busy
 
 
 def test_bad_flags_are_one_line_errors(capsys):
