@@ -82,13 +82,19 @@ def test_backup_restores_into_an_empty_store_as_the_same_rows_and_clips(tmp_path
     )  # fmt: skip
 
 
-def test_restore_over_a_store_with_rows_refuses_unless_merging_and_merging_adds_nothing_twice(tmp_path):
+def _backed_up(tmp_path: Path) -> tuple[Path, Path]:
+    """A filled store ``a`` backed up to ``tmp_path/a.zip``, and the path of a second store ``c`` (not made)."""
     a_db, c_db = tmp_path / "a" / "ratings.db", tmp_path / "c" / "ratings.db"
     a_db.parent.mkdir()
     c_db.parent.mkdir()
     with Store(f"sqlite:///{a_db}") as a:
         _fill(a, tmp_path)
         backup(a, tmp_path / "a.zip")
+    return a_db, c_db
+
+
+def test_restore_over_a_store_with_rows_refuses_unless_merging_and_merging_adds_nothing_twice(tmp_path):
+    a_db, c_db = _backed_up(tmp_path)
     with Store(f"sqlite:///{c_db}") as c:
         _fill(c, tmp_path, who="cat", freq=300.0)  # another store: cat, bea and other clips
         c.rate(1, "bea", consistent=True, quality=0.9)  # bea changed her mind here later than in a's backup
@@ -243,12 +249,7 @@ MALFORMED = {
 @pytest.mark.parametrize("case", list(MALFORMED))
 @pytest.mark.parametrize("merge", [False, True], ids=["into-empty", "merge"])
 def test_a_malformed_backup_is_one_line_exit_1_and_leaves_the_store_as_it_was(tmp_path, capsys, case, merge):
-    a_db, c_db = tmp_path / "a" / "ratings.db", tmp_path / "c" / "ratings.db"
-    a_db.parent.mkdir()
-    c_db.parent.mkdir()
-    with Store(f"sqlite:///{a_db}") as a:
-        _fill(a, tmp_path)
-        backup(a, tmp_path / "a.zip")
+    a_db, c_db = _backed_up(tmp_path)
     with Store(f"sqlite:///{c_db}") as c:
         if merge:
             _fill(c, tmp_path, who="cat", freq=300.0)
@@ -266,12 +267,7 @@ def test_a_malformed_backup_is_one_line_exit_1_and_leaves_the_store_as_it_was(tm
 
 def test_a_backup_clip_whose_hash_is_a_path_is_refused(tmp_path, capsys):
     """A clip row's hash and ext make the media file's path: a hash like ``../../x`` is refused, not stored."""
-    a_db, b_db = tmp_path / "a" / "ratings.db", tmp_path / "b" / "ratings.db"
-    a_db.parent.mkdir()
-    b_db.parent.mkdir()
-    with Store(f"sqlite:///{a_db}") as a:
-        _fill(a, tmp_path)
-        backup(a, tmp_path / "a.zip")
+    a_db, b_db = _backed_up(tmp_path)
 
     def escape(lines: list[str]) -> list[str]:
         import json
