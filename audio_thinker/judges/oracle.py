@@ -122,6 +122,9 @@ __all__ = ["ONSET_TOLERANCE", "SEVERITY", "OracleJudge"]
 
 log = logging.getLogger(__name__)
 
+_MISSING_EVENT = re.compile(r"event \d+ missing")
+"""The failure :func:`_quality_checks` names for an event a trace leaves out (``first_flawed_step`` places it)."""
+
 # --------------------------------------------------------------------------------------------------
 # Tasks
 
@@ -437,14 +440,13 @@ class OracleJudge:
             return None
         truth, task, choices = world
         think = request.think or ""
-        missing = re.compile(r"event \d+ missing")
         claims, first_wrong = [], None
         for k, end in enumerate(ends):
             trace = parse_trace(think[:end])
             derived = _resolve(_derive(task, trace), choices)
             *_, failures = _quality_checks(trace, truth, derived, choices, self.onset_tolerance)
             claims.append(len(trace.claims))
-            if first_wrong is None and any(not missing.fullmatch(f) for f in failures):
+            if first_wrong is None and any(not _MISSING_EVENT.fullmatch(f) for f in failures):
                 first_wrong = k
         if claims[-1] < len(truth):  # an event left out
             after_last_claim = claims.index(claims[-1]) + 1 if claims[-1] else 0

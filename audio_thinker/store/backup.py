@@ -22,6 +22,7 @@ CLI: ``python -m audio_thinker.store backup --db URL --out F`` and ``restore --d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zipfile
@@ -173,13 +174,15 @@ REFERENCES: dict[tuple[str, str], tuple[str, str]] = {
 """Each column of a backup row that names another row: (table, column) -> (its table, key column)."""
 
 
-def _required(model: type[Base]) -> list[str]:
-    """The columns a backup row of ``model`` must hold: its keys, and those without a default or NULL."""
-    return [
+@functools.cache
+def _required(model: type[Base]) -> tuple[str, ...]:
+    """The columns a backup row of ``model`` must hold: its keys, and those without a default or NULL
+    (computed once per table, not once per row)."""
+    return tuple(
         c.key
         for c in model.__table__.columns
         if c.primary_key or (not c.nullable and c.default is None and c.server_default is None)
-    ]
+    )
 
 
 def _check(rows: list[tuple[str, dict[str, Any]]]) -> None:
